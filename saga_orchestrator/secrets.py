@@ -1,0 +1,33 @@
+"""The start-up refusal of unset secrets with DEBUG=False (DESIGN §6).
+
+Gunicorn (wsgi.py), the worker and `check --deploy` refuse to run; `migrate` and
+`collectstatic` do not call this, so images build without secrets.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+SECRET_NAMES = ("SECRET_KEY", "SAGA_API_KEY", "INTERNAL_API_KEY")
+
+
+def secret_problems() -> list[str]:
+    """One message per secret that is empty or still a placeholder, naming the variable."""
+    problems = []
+    for name in SECRET_NAMES:
+        value = getattr(settings, name)
+        if not value:
+            problems.append(f"{name} is empty: set it in the environment")
+        elif value in settings.PLACEHOLDER_SECRETS or value == settings.DEV_SECRETS[name]:
+            problems.append(f"{name} is still a placeholder: set a real secret")
+    if settings.SAGA_API_KEY and settings.SAGA_API_KEY == settings.INTERNAL_API_KEY:
+        problems.append("SAGA_API_KEY and INTERNAL_API_KEY must differ")
+    return problems
+
+
+def require_production_secrets() -> None:
+    """Raise, naming the variables, when DEBUG is off and a secret is not set."""
+    if settings.DEBUG:
+        return
+    problems = secret_problems()
+    if problems:
+        raise ImproperlyConfigured("Refusing to start: " + "; ".join(problems))

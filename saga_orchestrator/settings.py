@@ -1,0 +1,264 @@
+"""Settings, all from the environment (README lists every variable with its default).
+
+With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on an in-process
+cache: `make run` works on a fresh machine with no servers.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from saga_orchestrator.logging import logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name).lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# The guide's placeholders: a deployment still carrying one of them is not configured.
+PLACEHOLDER_SECRETS = {
+    "your-super-secret-key-change-in-production",
+    "your-saga-api-key",
+    "your-internal-api-key",
+}
+# Used only with DEBUG=True (make run), printed at start-up so the README's curls work.
+DEV_SECRETS = {
+    "SECRET_KEY": "dev-insecure-secret-key-do-not-use-in-production",
+    "SAGA_API_KEY": "dev-saga-key",
+    "INTERNAL_API_KEY": "dev-internal-key",
+}
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def env_secret(name: str) -> str:
+    """A secret; with DEBUG a missing one falls back to the development value."""
+    value = env_str(name)
+    if not value and DEBUG:
+        return DEV_SECRETS[name]
+    return value
+
+
+SECRET_KEY = env_secret("SECRET_KEY")
+SAGA_API_KEY = env_secret("SAGA_API_KEY")
+INTERNAL_API_KEY = env_secret("INTERNAL_API_KEY")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (README, Security).
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_ssl_header.upper().replace("-", "_"),
+        "https",
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Comma-separated proxy addresses whose X-Forwarded-For is believed for the client IP.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "sagas",
+    "health",
+]
+
+MIDDLEWARE = [
+    "sagas.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "sagas.middleware.JsonErrorMiddleware",
+]
+
+ROOT_URLCONF = "saga_orchestrator.urls"
+WSGI_APPLICATION = "saga_orchestrator.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    },
+]
+
+# Database: PostgreSQL when DB_HOST is set, else a SQLite file (embedded default).
+DB_HOST = env_str("DB_HOST")
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 20, minimum=1)
+if DB_HOST:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env_str("DB_NAME", "saga_db"),
+            "USER": env_str("DB_USER", "postgres"),
+            "PASSWORD": env_str("DB_PASSWORD"),
+            "HOST": DB_HOST,
+            "PORT": env_int("DB_PORT", 5432),
+            "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {"connect_timeout": DB_CONNECT_TIMEOUT},
+        }
+    }
+else:
+    SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "data" / "saga.sqlite3")))
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(SQLITE_PATH),
+            "OPTIONS": {
+                "timeout": DB_CONNECT_TIMEOUT,
+                # WAL lets the API read while the worker writes; IMMEDIATE avoids
+                # deadlocking upgrades from read to write locks.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: locks, rate-limit counters, wake-ups. Optional: without it, in-process cache.
+REDIS_HOST = env_str("REDIS_HOST")
+REDIS_PORT = env_int("REDIS_PORT", 6379)
+REDIS_PASSWORD = env_str("REDIS_PASSWORD")
+REDIS_DB = env_int("REDIS_DB", 0, minimum=0)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+if REDIS_HOST:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+            "OPTIONS": {
+                "PASSWORD": REDIS_PASSWORD or None,
+                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                # The cache is an accelerator: a Redis outage must not fail requests.
+                "IGNORE_EXCEPTIONS": True,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve the docs assets straight from the installed packages when collectstatic has
+# not run (make run, tests); production images run collectstatic at build time.
+WHITENOISE_USE_FINDERS = True
+
+# Saga engine.
+SAGA_TIMEOUT = env_float("SAGA_TIMEOUT", 300.0, minimum=0.001)
+SAGA_RETRY_ATTEMPTS = env_int("SAGA_RETRY_ATTEMPTS", 3, minimum=1)
+SAGA_RETRY_DELAY = env_float("SAGA_RETRY_DELAY", 5.0)
+SAGA_COMPENSATION_RETRY_ATTEMPTS = env_int("SAGA_COMPENSATION_RETRY_ATTEMPTS", 10, minimum=1)
+SAGA_LEASE_SECONDS = env_float("SAGA_LEASE_SECONDS", 30.0, minimum=1.0)
+SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
+SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
+SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)
+SAGA_RETENTION_DAYS = env_int("SAGA_RETENTION_DAYS", 30, minimum=1)
+SAGA_WORKER_POLL_SECONDS = env_float("SAGA_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
+SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+# Default call timeout of a step (the definition may override per call).
+SAGA_CALL_TIMEOUT = 30.0
+
+RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
+RATE_LIMIT_WINDOW = env_int("RATE_LIMIT_WINDOW", 60, minimum=1)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["sagas.auth.IsClient"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
+    "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "PAGE_SIZE": 50,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Saga Orchestrator API",
+    "DESCRIPTION": (
+        "Coordinates distributed transactions as sagas: register definitions of ordered "
+        "HTTP steps with compensations, start sagas, follow their steps and call logs. "
+        "Authenticate with the `X-API-Key` header."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayRequestDuration": True},
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FILE = env_str("LOG_FILE", str(BASE_DIR / "logs" / "saga_orchestrator.log"))
+LOGGING = logging_config(LOG_LEVEL, LOG_FILE)

@@ -1,0 +1,72 @@
+"""API keys and roles (DESIGN §3): SAGA_API_KEY is a client, INTERNAL_API_KEY internal.
+
+No key → 401; unknown key → 401; known key without the role → 403. Keys are compared in
+constant time and never logged.
+"""
+
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions
+
+CLIENT = "client"
+INTERNAL = "internal"
+HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    role: str
+
+    is_authenticated = True
+
+    @property
+    def is_internal(self) -> bool:
+        return self.role == INTERNAL
+
+
+def role_for_key(key: str) -> str | None:
+    """The role a key grants, or None; every configured key is compared, in constant time."""
+    supplied = key.encode()
+    role = None
+    for candidate, candidate_role in (
+        (settings.INTERNAL_API_KEY, INTERNAL),
+        (settings.SAGA_API_KEY, CLIENT),
+    ):
+        if candidate and hmac.compare_digest(supplied, candidate.encode()) and role is None:
+            role = candidate_role
+    return role
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return None
+        role = role_for_key(key)
+        if role is None:
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        return ApiPrincipal(role), None
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) when the key is missing.
+        return HEADER
+
+
+class IsClient(permissions.BasePermission):
+    """Any valid key: clients and internal callers."""
+
+    message = "A valid X-API-Key is required."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ApiPrincipal)
+
+
+class IsInternal(permissions.BasePermission):
+    message = "This operation needs the internal API key."
+
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.user, ApiPrincipal):
+            raise exceptions.NotAuthenticated()
+        return request.user.is_internal

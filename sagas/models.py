@@ -1,0 +1,177 @@
+"""Durable state: definitions, saga instances (with their step states), the attempt log.
+
+Step state lives in the instance row (`steps`, a JSON list) so that a worker advances a
+saga with one fenced UPDATE per transition instead of a write per step row.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class SagaStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = (
+    SagaStatus.COMPLETED,
+    SagaStatus.COMPENSATED,
+    SagaStatus.CANCELLED,
+    SagaStatus.FAILED,
+)
+ACTIVE_STATUSES = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    SKIPPED = "skipped"
+
+
+class ErrorCode(models.TextChoices):
+    STEP_FAILED = "step_failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+class Phase(models.TextChoices):
+    ACTION = "action"
+    COMPENSATION = "compensation"
+
+
+class Outcome(models.TextChoices):
+    SUCCEEDED = "succeeded"
+    RETRYABLE_ERROR = "retryable_error"
+    PERMANENT_ERROR = "permanent_error"
+
+
+class SagaDefinition(models.Model):
+    """One immutable version of a named definition; `steps` is the normalised list."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True, default="")
+    timeout_seconds = models.FloatField()
+    steps = models.JSONField()
+    # sha256 of the canonical normalised content: "identical to the latest version".
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="definition_name_version"),
+        ]
+        # Latest version of a name: ORDER BY version DESC WHERE name = … (the unique
+        # constraint's index serves it).
+        ordering = ["name", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class SagaInstance(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    definition = models.ForeignKey(SagaDefinition, on_delete=models.PROTECT, related_name="+")
+    # Copied from the definition so that lists filter without a join.
+    definition_name = models.CharField(max_length=100)
+    definition_version = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=SagaStatus.choices, default=SagaStatus.PENDING)
+    input = models.JSONField(default=dict)
+    # [{"name", "status", "attempts", "compensation_attempts", "response",
+    #   "status_code", "error"}] in definition order.
+    steps = models.JSONField(default=list)
+    error = models.JSONField(null=True, blank=True)
+
+    # Engine cursor: which step and phase runs next, and how many attempts it has had.
+    current_step = models.IntegerField(default=0)
+    phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.ACTION)
+    cancel_requested = models.BooleanField(default=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    # Lease: the worker holding `lease_token` until `lease_expires_at` is the only writer.
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="saga_idempotency_key",
+            ),
+        ]
+        indexes = [
+            # Claim of due work: WHERE status IN (active) AND next_attempt_at <= now
+            # ORDER BY next_attempt_at — partial, so finished sagas cost nothing.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["pending", "running", "compensating"]),
+                name="saga_due_work",
+            ),
+            # GET /api/sagas/ newest first, and the cleanup of old finished sagas.
+            models.Index(fields=["-created_at"], name="saga_created"),
+            # GET /api/sagas/?status=… newest first; status counts.
+            models.Index(fields=["status", "-created_at"], name="saga_status_created"),
+            # GET /api/sagas/?definition=… newest first.
+            models.Index(fields=["definition_name", "-created_at"], name="saga_definition_created"),
+            # Status page: sagas finished in the last hour.
+            models.Index(fields=["finished_at"], name="saga_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.definition_name}:{self.id} ({self.status})"
+
+
+class SagaAttempt(models.Model):
+    """One participant call: inserted before the call, completed after it (append-only)."""
+
+    saga = models.ForeignKey(SagaInstance, on_delete=models.CASCADE, related_name="attempts")
+    step = models.CharField(max_length=100)
+    step_index = models.IntegerField()
+    phase = models.CharField(max_length=20, choices=Phase.choices)
+    attempt = models.PositiveIntegerField()
+    method = models.CharField(max_length=10)
+    url = models.TextField()
+    status_code = models.IntegerField(null=True, blank=True)
+    # Null while the call is in flight (or was interrupted by a crash).
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        # GET /api/sagas/{id}/logs/: WHERE saga_id = … ORDER BY id (the FK index serves it).
+        ordering = ["id"]
+
+
+class WorkerHeartbeat(models.Model):
+    """A live saga worker; alive while `last_seen_at` is younger than 3 intervals."""
+
+    worker_id = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=200)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
