@@ -1,0 +1,91 @@
+"""Operator and client requests that change a saga from outside the worker: cancel, retry.
+
+The API writes only what a worker never writes (`cancel_requested`), or rows no worker
+holds (a pending saga not yet claimed, a failed saga). Each change is one short
+transaction on the locked row; the worker picks the saga up at its next transition.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from sagas.engine.wakeup import wake_workers
+from sagas.exceptions import Conflict
+from sagas.models import TERMINAL_STATUSES, ErrorCode, SagaInstance, SagaStatus, StepStatus
+
+
+def _locked(saga_id) -> SagaInstance:
+    return SagaInstance.objects.select_for_update().get(id=saga_id)
+
+
+def saga_cancel(*, saga_id) -> SagaInstance:
+    """pending → cancelled at once; running/compensating → cancelled after compensation.
+
+    Raises Conflict when the saga is already terminal (HTTP 409).
+    """
+    with transaction.atomic():
+        saga = _locked(saga_id)
+        if saga.status in TERMINAL_STATUSES:
+            raise Conflict(f"Saga is already {saga.status}; it cannot be cancelled.")
+        if saga.status == SagaStatus.PENDING and saga.lease_token is None:
+            _cancel_unstarted(saga)
+        else:
+            _request_cancel(saga)
+    transaction.on_commit(wake_workers)
+    return saga
+
+
+def _cancel_unstarted(saga: SagaInstance) -> None:
+    now = timezone.now()
+    for step in saga.steps:
+        step["status"] = StepStatus.SKIPPED
+    saga.status = SagaStatus.CANCELLED
+    saga.cancel_requested = True
+    saga.error = {
+        "code": ErrorCode.CANCELLED,
+        "step": None,
+        "message": "Cancelled before it started.",
+    }
+    saga.finished_at = now
+    saga.next_attempt_at = None
+    saga.save(
+        update_fields=[
+            "steps",
+            "status",
+            "cancel_requested",
+            "error",
+            "finished_at",
+            "next_attempt_at",
+            "updated_at",
+        ]
+    )
+
+
+def _request_cancel(saga: SagaInstance) -> None:
+    saga.cancel_requested = True
+    fields = ["cancel_requested", "updated_at"]
+    if saga.lease_token is None or saga.lease_expires_at <= timezone.now():
+        # Nobody holds it (e.g. waiting out a retry backoff): make it due now.
+        saga.next_attempt_at = timezone.now()
+        fields.append("next_attempt_at")
+    saga.save(update_fields=fields)
+
+
+def saga_retry(*, saga_id) -> SagaInstance:
+    """failed → compensating, resuming the stuck compensation with a fresh attempt budget.
+
+    The step keeps its attempt count (logs stay numbered); `retry_base` records where the
+    new budget starts. Raises Conflict unless the saga is `failed` (HTTP 409).
+    """
+    with transaction.atomic():
+        saga = _locked(saga_id)
+        if saga.status != SagaStatus.FAILED:
+            raise Conflict(f"Only failed sagas can be retried; this one is {saga.status}.")
+        step = saga.steps[saga.current_step]
+        step["status"] = StepStatus.COMPENSATING
+        step["retry_base"] = step["compensation_attempts"]
+        saga.status = SagaStatus.COMPENSATING
+        saga.finished_at = None
+        saga.next_attempt_at = timezone.now()
+        saga.save(update_fields=["steps", "status", "finished_at", "next_attempt_at", "updated_at"])
+    transaction.on_commit(wake_workers)
+    return saga
