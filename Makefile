@@ -33,3 +33,6 @@ format: venv
 
 clean:
 	rm -rf $(VENV) data logs staticfiles .pytest_cache
+
+bench: venv
+	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
