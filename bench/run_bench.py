@@ -20,7 +20,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -353,7 +352,8 @@ def report(results: dict) -> None:
     print(f"\nSaga Orchestrator benchmark — {results['machine']}")
     print(f"  config: {results['config']}")
     print(
-        f"  concurrency 1 : p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms  ({lat['statuses']})"
+        f"  concurrency 1 : p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
+        f"  ({lat['statuses']})"
     )
     print(
         f"  concurrency {thr['concurrency']}: {thr['sagas_per_second']:.0f} sagas/s, "
