@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	REDIS_HOST=$${REDIS_HOST:-127.0.0.1} DEBUG=False LOG_FILE=$${LOG_FILE:-} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
-	INTERNAL_API_KEY=test-internal-key
+	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR=
 
 .PHONY: run test lint format bench demo clean
 
