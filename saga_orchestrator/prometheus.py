@@ -34,10 +34,13 @@ def process_identifier(pid: int | None = None) -> str:
 
 
 def multiproc_dir_prepare() -> str | None:
-    """Export the directory for prometheus_client and create it; None when off."""
+    """Export the directory for prometheus_client and create it; None when off.
+
+    When off the (empty) variable stays set, so that child processes stay off too;
+    sagas/metrics.py then picks the single-process value class itself.
+    """
     path = multiproc_dir()
     if path is None:
-        os.environ.pop(ENV, None)
         return None
     Path(path).mkdir(parents=True, exist_ok=True)
     os.environ[ENV] = path
