@@ -3,7 +3,9 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST
+
+# The classic text format (0.0.4), which every Prometheus version reads.
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -38,4 +40,4 @@ class MetricsView(APIView):
         tags=["operations"],
     )
     def get(self, request):
-        return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
+        return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
