@@ -115,6 +115,12 @@ def _wait_until(condition, server: GunicornProcess, what: str, timeout: float = 
     raise AssertionError(f"Gunicorn: no {what} after {timeout}s:\n{server.output_text()[-3000:]}")
 
 
-def json_lines(path: Path) -> list[dict]:
-    """Every line of a log file, parsed (fails on the first line that is not JSON)."""
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def json_lines(path: Path, *, growing: bool = False) -> list[dict]:
+    """Every line of a log file, parsed (fails on the first line that is not JSON).
+
+    `growing`: the file is still being written; a last line without its newline is skipped.
+    """
+    text = path.read_text()
+    if growing and not text.endswith("\n"):
+        text = text.rpartition("\n")[0]
+    return [json.loads(line) for line in text.splitlines()]
