@@ -47,11 +47,17 @@ class GunicornProcess:
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    """This test process's environment, pointed at the test database, plus overrides."""
+    """This test process's environment, pointed at the test database, plus overrides.
+
+    The calling test must be marked `django_db` (that creates the test database and
+    switches the connection's NAME to it): children never touch a real database.
+    """
     from django.db import connection
 
+    name = connection.settings_dict["NAME"]
+    assert name.startswith("test_"), "mark the test django_db: no test database is set up"
     env = dict(os.environ)
-    env["DB_NAME"] = connection.settings_dict["NAME"]
+    env["DB_NAME"] = name
     env.update(overrides)
     return env
 

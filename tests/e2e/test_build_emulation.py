@@ -16,9 +16,9 @@ import pytest
 from django.conf import settings
 
 from tests.docker_files import ROOT, compose, dockerfile_healthcheck, dockerfile_instructions
-from tests.gunicorn_process import gunicorn_start
+from tests.gunicorn_process import child_env, gunicorn_start
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 SECRETS = ("SECRET_KEY", "SAGA_API_KEY", "INTERNAL_API_KEY")
 
 
@@ -102,7 +102,7 @@ def test_api_refuses_to_start_without_secrets():
     assert "SECRET_KEY" in result.stdout + result.stderr
 
 
-def test_healthcheck_command_against_gunicorn(tmp_path, django_db_setup):
+def test_healthcheck_command_against_gunicorn(tmp_path):
     server = gunicorn_start(tmp_path, workers=1, DJANGO_SETTINGS_MODULE="tests.e2e.health_standin")
     port = server.base_url.rsplit(":", 1)[1]
     command = [
@@ -114,3 +114,10 @@ def test_healthcheck_command_against_gunicorn(tmp_path, django_db_setup):
         server.stop()
     assert healthy.returncode == 0, healthy.stderr
     assert run(command, dict(os.environ)).returncode != 0
+
+
+def test_dbshell_reaches_postgresql():
+    """`docker-compose exec saga_orchestrator python manage.py dbshell` (psql in the image)."""
+    result = run(["python", "manage.py", "dbshell", "--", "-c", "select 'dbshell-ok'"], child_env())
+    assert result.returncode == 0, result.stderr
+    assert "dbshell-ok" in result.stdout

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from tests.gunicorn_process import ROOT, child_env, gunicorn_start, json_lines
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
 # A stand-in for `run_saga_worker`: a Django process logging through the same settings.
 WORKER_SCRIPT = """
@@ -45,7 +45,7 @@ def poll(condition, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_log_file_lines_from_every_process_survive_rotation(tmp_path, django_db_setup):
+def test_log_file_lines_from_every_process_survive_rotation(tmp_path):
     log_file = tmp_path / "logs" / "saga_orchestrator.log"
     server = gunicorn_start(tmp_path, workers=3, LOG_FILE=str(log_file), LOG_LEVEL="INFO")
     stop = tmp_path / "stop-worker"
@@ -95,7 +95,7 @@ def test_log_file_lines_from_every_process_survive_rotation(tmp_path, django_db_
     assert access_pids(rotated) >= server.booted_pids()
 
 
-def test_request_id_from_the_client_is_logged_and_echoed(tmp_path, django_db_setup):
+def test_request_id_from_the_client_is_logged_and_echoed(tmp_path):
     log_file = tmp_path / "app.log"
     server = gunicorn_start(tmp_path, workers=1, LOG_FILE=str(log_file))
     try:

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gunicorn_process import ROOT, child_env, gunicorn_start, json_lines
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -27,7 +27,7 @@ def requests_total(scraped: dict, status: str) -> float:
 
 
 @pytest.fixture
-def gunicorn(tmp_path, django_db_setup):
+def gunicorn(tmp_path):
     # Small max_requests: workers are recycled during the test, and the counts of the
     # recycled ones must not vanish.
     server = gunicorn_start(

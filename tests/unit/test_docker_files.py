@@ -102,6 +102,8 @@ def test_dockerfile_layers_and_user():
     assert uid.isdigit() and int(uid) > 0
     assert names.index("USER") > collect
     assert ("EXPOSE", "8008") in instructions
+    # psql, for `manage.py dbshell`.
+    assert any("postgresql-client" in args for name, args in instructions if name == "RUN")
     [cmd] = [args for name, args in instructions if name == "CMD"]
     assert cmd == '["gunicorn", "-c", "gunicorn.conf.py", "saga_orchestrator.wsgi"]'
 
