@@ -50,7 +50,10 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets and record.name != "gunicorn.access":
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # a bad format: the handler reports it
+                return True
             if any(secret in message for secret in self.secrets):
                 for secret in self.secrets:
                     message = message.replace(secret, REDACTED)

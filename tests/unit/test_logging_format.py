@@ -86,3 +86,9 @@ def test_file_handler_is_watched(tmp_path):
     assert config["handlers"]["file"]["class"] == "logging.handlers.WatchedFileHandler"
     assert (tmp_path / "logs").is_dir()
     assert config["root"]["handlers"] == ["stdout", "file"]
+
+
+def test_a_malformed_log_call_does_not_raise_from_the_filter(monkeypatch):
+    logger, stream = json_logger("sagas", monkeypatch, SAGA_API_KEY="client-key-0123456789")
+    logger.error("two %s %s", "args-missing")  # logging reports it on stderr, no exception
+    assert stream.getvalue() == ""
