@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	REDIS_HOST=$${REDIS_HOST:-127.0.0.1} DEBUG=False LOG_FILE=$${LOG_FILE:-} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
-	INTERNAL_API_KEY=test-internal-key
+	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR=
 
-.PHONY: run test lint format bench demo clean
+.PHONY: run test lint format bench demo clean tools docker-check docker-emulate venv
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ venv: $(BIN)/.installed
 run: venv
 	DEBUG=$${DEBUG:-True} $(BIN)/python scripts/run_local.py
 
-test: venv
+test: venv tools
 	$(TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} $(PYTEST_ARGS)
 
 lint: venv
@@ -32,7 +32,32 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) data logs staticfiles .pytest_cache
+	rm -rf $(VENV) data logs run staticfiles .pytest_cache tools/node_modules
+
+# Node tools for the Docker checks (dclint and the compose-spec schema it ships).
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: tools/node_modules/.installed
+
+# The Docker files without a Docker engine: linters, schema, and the commands the image and
+# docker-compose run (collectstatic, migrate without secrets, check-config, HEALTHCHECK).
+docker-check: venv tools
+	$(BIN)/hadolint Dockerfile
+	tools/node_modules/.bin/dclint docker-compose.yml --max-warnings 0
+	$(TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} tests/unit/test_docker_files.py \
+		tests/unit/test_gunicorn_config.py tests/e2e/test_build_emulation.py $(PYTEST_ARGS)
+
+# Slow, not in CI: the image's pip install in a fresh venv, then its build step.
+docker-emulate:
+	rm -rf /tmp/saga-image-venv && $(PYTHON) -m venv /tmp/saga-image-venv
+	/tmp/saga-image-venv/bin/pip install --quiet --no-cache-dir -r requirements.txt
+	DEBUG=False STATIC_ROOT=/tmp/saga-image-static /tmp/saga-image-venv/bin/python \
+		manage.py collectstatic --noinput -v 0
+	$(TEST_ENV) /tmp/saga-image-venv/bin/gunicorn --check-config -c gunicorn.conf.py \
+		saga_orchestrator.wsgi
+	@echo "image build emulated: dependencies, collectstatic and gunicorn --check-config OK"
 
 bench: venv
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)

@@ -1,16 +1,27 @@
-"""JSON log lines to stdout and to LOG_FILE.
+"""JSON log lines to stdout and to LOG_FILE, for Django, the saga workers and Gunicorn.
 
 The file uses WatchedFileHandler: several Gunicorn workers and saga workers append to one
-file, and rotation is external (logrotate, copy-free `mv` + reopen), because a
-RotatingFileHandler would rotate per process and scatter lines (ECOSYSTEM.md).
+file, and rotation is external (logrotate moves the file, every process notices the new
+inode at its next line and reopens; `deploy/logrotate.conf`). A RotatingFileHandler would
+rotate per process and scatter lines (ECOSYSTEM.md).
+
+No Django import here: gunicorn.conf.py configures the master process with it too.
 """
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
 
 from saga_orchestrator.request_context import current_request_id
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_LOG_FILE = str(BASE_DIR / "logs" / "saga_orchestrator.log")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SECRET_VARIABLES = ("SECRET_KEY", "SAGA_API_KEY", "INTERNAL_API_KEY", "DB_PASSWORD")
+REDACTED = "[redacted]"
 
 
 class RequestIdFilter(logging.Filter):
@@ -22,20 +33,92 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SecretFilter(logging.Filter):
+    """Last line of defence: a configured key that reaches a message is replaced.
+
+    Code never logs keys or headers on purpose; this catches an accidental `%r` of a
+    request or settings object.
+    """
+
+    def __init__(self, name: str = ""):
+        super().__init__(name)
+        self.secrets = [
+            value
+            for value in (os.environ.get(variable, "").strip() for variable in SECRET_VARIABLES)
+            if len(value) >= 8
+        ]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets and record.name != "gunicorn.access":
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # a bad format: the handler reports it
+                return True
+            if any(secret in message for secret in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, REDACTED)
+                record.msg, record.args = message, None
+        return True
+
+
 class UtcJsonFormatter(JsonFormatter):
+    """One JSON object per line; Gunicorn access records get their request's fields."""
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("timestamp", "time")
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__(*args, **kwargs)
 
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            log_data.update(access_fields(record.args))
+
+
+def access_fields(atoms: Mapping) -> dict:
+    """The fields of an access line, picked from Gunicorn's atoms.
+
+    Picked, never dumped: the atoms also hold every request header, X-API-Key included.
+    """
+    return {
+        "event": "http_request",
+        "method": atoms.get("m"),
+        "path": atoms.get("U"),
+        "query": atoms.get("q") or "",
+        "status": _int_or_none(atoms.get("s")),
+        "duration_ms": round(int(atoms.get("D") or 0) / 1000, 3),
+        "bytes": _int_or_none(atoms.get("B")),
+        "remote_addr": atoms.get("h"),
+        "user_agent": atoms.get("a"),
+        # The response header RequestIdMiddleware set: the id of this request's other lines.
+        "request_id": atoms.get("{x-request-id}o") or "",
+    }
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def log_level(value: str) -> str:
+    level = (value or "INFO").strip().upper()
+    if level not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, got {value!r}")
+    return level
+
 
 def logging_config(level: str, log_file: str) -> dict:
+    """dictConfig for Django (settings.LOGGING) and Gunicorn (logconfig_dict)."""
+    level = log_level(level)
+    filters = ["request_id", "secrets"]
     handlers = {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
-            "filters": ["request_id"],
+            "filters": filters,
         },
     }
     if log_file:
@@ -44,13 +127,13 @@ def logging_config(level: str, log_file: str) -> dict:
             "class": "logging.handlers.WatchedFileHandler",
             "filename": log_file,
             "formatter": "json",
-            "filters": ["request_id"],
+            "filters": filters,
         }
     names = list(handlers)
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {"request_id": {"()": RequestIdFilter}, "secrets": {"()": SecretFilter}},
         "formatters": {
             "json": {
                 "()": UtcJsonFormatter,
@@ -64,6 +147,18 @@ def logging_config(level: str, log_file: str) -> dict:
             # A 4xx is the client's business, not a server warning.
             "django.request": {"level": "ERROR", "propagate": True},
             "gunicorn.error": {"level": level, "handlers": names, "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": names, "propagate": False},
+            # Access lines are INFO: shown at LOG_LEVEL DEBUG or INFO, hidden above.
+            "gunicorn.access": {
+                "level": "INFO" if level == "DEBUG" else level,
+                "handlers": names,
+                "propagate": False,
+            },
         },
     }
+
+
+def logging_config_from_env() -> dict:
+    """The same configuration from LOG_LEVEL and LOG_FILE, for processes without Django."""
+    return logging_config(
+        os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FILE", DEFAULT_LOG_FILE).strip()
+    )

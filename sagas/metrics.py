@@ -1,0 +1,189 @@
+"""Prometheus metrics (DESIGN §6a names) and the `/metrics` exposition.
+
+Counters and histograms live in prometheus_client multiprocess files (one directory shared
+by every Gunicorn worker and saga worker of a host, saga_orchestrator/prometheus.py), so a
+scrape answered by any Gunicorn worker sums all of them. The gauges `saga_waiting` and
+`saga_workers_alive` are read from PostgreSQL at scrape time instead: they describe the
+shared database, not a process.
+
+The engine calls the `record_*` functions; they never raise (a metric must not break a saga).
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from saga_orchestrator import prometheus
+
+# Before prometheus_client is used: export the directory, then count into per-process files
+# named `<host>-<pid>` (containers sharing one volume reuse pids, not hostnames).
+_MULTIPROC_DIR = prometheus.multiproc_dir_prepare()
+
+from django.conf import settings  # noqa: E402
+from django.db import DatabaseError  # noqa: E402
+from django.db.models import Count, Q  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from prometheus_client import (  # noqa: E402
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+
+if _MULTIPROC_DIR:
+    values.ValueClass = values.MultiProcessValue(process_identifier=prometheus.process_identifier)
+else:
+    values.ValueClass = values.MutexValue
+
+logger = logging.getLogger("sagas.metrics")
+
+# Sagas run for seconds to hours (retries wait); calls for milliseconds to the call timeout.
+SAGA_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
+CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+SAGA_STARTED = Counter("saga_started_total", "Sagas accepted (POST /api/sagas/ with 202).")
+SAGA_FINISHED = Counter("saga_finished_total", "Sagas that reached a terminal status.", ["status"])
+PARTICIPANT_CALLS = Counter(
+    "saga_participant_calls_total",
+    "Participant call attempts by phase (action, compensation) and outcome.",
+    ["phase", "outcome"],
+)
+SAGA_DURATION = Histogram(
+    "saga_duration_seconds",
+    "Time from a saga's creation to its terminal status.",
+    buckets=SAGA_BUCKETS,
+)
+STEP_DURATION = Histogram(
+    "saga_step_duration_seconds",
+    "Duration of one participant call attempt, by phase.",
+    ["phase"],
+    buckets=CALL_BUCKETS,
+)
+API_REQUESTS = Counter(
+    "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
+)
+API_LATENCY = Histogram(
+    "saga_api_request_duration_seconds",
+    "API request latency inside Django, by method.",
+    ["method"],
+    buckets=REQUEST_BUCKETS,
+)
+WAITING_KINDS = ("pending", "retry_scheduled", "compensating")
+
+
+def record_saga_started() -> None:
+    _safely(SAGA_STARTED.inc)
+
+
+def record_saga_finished(*, status: str, duration_s: float) -> None:
+    """A saga reached `status` (completed, compensated, cancelled, failed)."""
+    _safely(lambda: SAGA_FINISHED.labels(status=status).inc())
+    _safely(lambda: SAGA_DURATION.observe(max(duration_s, 0.0)))
+
+
+def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> None:
+    """One call attempt: phase action|compensation, outcome succeeded|retryable_error|…."""
+    _safely(lambda: PARTICIPANT_CALLS.labels(phase=phase, outcome=outcome).inc())
+    _safely(lambda: STEP_DURATION.labels(phase=phase).observe(max(duration_s, 0.0)))
+
+
+def record_api_request(*, method: str, status: int, duration_s: float) -> None:
+    _safely(lambda: API_REQUESTS.labels(method=method, status=str(status)).inc())
+    _safely(lambda: API_LATENCY.labels(method=method).observe(max(duration_s, 0.0)))
+
+
+def _safely(record) -> None:
+    try:
+        record()
+    except Exception:  # a full disk or a bad label must not fail a saga or a request
+        logger.warning("metric not recorded", exc_info=True)
+
+
+class DatabaseCollector:
+    """`saga_waiting{status}` and `saga_workers_alive`, counted at scrape time."""
+
+    def collect(self):
+        try:
+            waiting, alive = saga_waiting_counts(), workers_alive_count()
+        except DatabaseError:
+            logger.warning("metrics: database unavailable, saga gauges skipped")
+            return
+        gauge = GaugeMetricFamily(
+            "saga_waiting",
+            "Sagas waiting: pending (not started), retry_scheduled (a retry later), compensating.",
+            labels=["status"],
+        )
+        for kind in WAITING_KINDS:
+            gauge.add_metric([kind], waiting[kind])
+        yield gauge
+        yield GaugeMetricFamily(
+            "saga_workers_alive",
+            "Saga workers whose heartbeat is younger than 3 heartbeat intervals.",
+            value=alive,
+        )
+
+
+def saga_waiting_counts() -> dict[str, int]:
+    from sagas.models import SagaInstance, SagaStatus
+
+    now = timezone.now()
+    return SagaInstance.objects.aggregate(
+        pending=Count("id", filter=Q(status=SagaStatus.PENDING)),
+        retry_scheduled=Count("id", filter=Q(status=SagaStatus.RUNNING, next_attempt_at__gt=now)),
+        compensating=Count("id", filter=Q(status=SagaStatus.COMPENSATING)),
+    )
+
+
+def workers_alive_count() -> int:
+    from sagas.models import WorkerHeartbeat
+
+    horizon = timezone.now() - timedelta(seconds=3 * settings.SAGA_WORKER_HEARTBEAT_SECONDS)
+    return WorkerHeartbeat.objects.filter(last_seen_at__gte=horizon).count()
+
+
+class _ProcessCollector:
+    """This process's metrics (single-process mode: no multiprocess directory)."""
+
+    def collect(self):
+        yield from REGISTRY.collect()
+
+
+def metrics_text() -> bytes:
+    """The exposition: every process's counters plus the database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    if _MULTIPROC_DIR:
+        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
+    else:
+        registry.register(_ProcessCollector())
+    registry.register(DatabaseCollector())
+    return generate_latest(registry)
+
+
+class RequestMetricsMiddleware:
+    """Counts every API response by method and status and times it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        record_api_request(
+            method=_method_label(request.method),
+            status=response.status_code,
+            duration_s=time.perf_counter() - started,
+        )
+        return response
+
+
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _method_label(method: str) -> str:
+    # A client can send any token as a method: keep the label set bounded.
+    return method if method in KNOWN_METHODS else "other"

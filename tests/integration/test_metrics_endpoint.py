@@ -1,0 +1,116 @@
+"""`GET /metrics`: internal role, Prometheus text, DESIGN §6a names, database gauges."""
+
+import pytest
+from django.test import override_settings
+from prometheus_client.parser import text_string_to_metric_families
+
+from sagas import metrics
+from tests.builders import definition_create, heartbeat_create, saga_create
+
+pytestmark = pytest.mark.django_db
+
+DESIGN_NAMES = (
+    "saga_started_total",
+    "saga_finished_total",
+    "saga_participant_calls_total",
+    "saga_duration_seconds",
+    "saga_step_duration_seconds",
+    "saga_waiting",
+    "saga_workers_alive",
+    "saga_api_requests_total",
+    "saga_api_request_duration_seconds",
+)
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def scrape(internal_api) -> dict[tuple, float]:
+    response = internal_api.get("/metrics", HTTP_ACCEPT=PROMETHEUS_ACCEPT)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_needs_a_key(anon_client):
+    response = anon_client.get("/metrics")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_metrics_needs_the_internal_role(client_api):
+    response = client_api.get("/metrics")
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+
+
+def test_metrics_has_the_design_names(internal_api):
+    metrics.record_saga_finished(status="completed", duration_s=1.0)
+    metrics.record_participant_call(phase="action", outcome="succeeded", duration_s=0.1)
+    names = {
+        family.name
+        for family in text_string_to_metric_families(internal_api.get("/metrics").content.decode())
+    }
+    # The parser drops the `_total` suffix of counter families.
+    for name in DESIGN_NAMES:
+        assert name.removesuffix("_total") in names, name
+
+
+def test_record_functions_count(internal_api):
+    before = scrape(internal_api)
+    metrics.record_saga_started()
+    metrics.record_saga_finished(status="failed", duration_s=12.0)
+    metrics.record_participant_call(
+        phase="compensation", outcome="permanent_error", duration_s=0.05
+    )
+    after = scrape(internal_api)
+
+    def delta(key):
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta(("saga_started_total", ())) == 1
+    assert delta(("saga_finished_total", (("status", "failed"),))) == 1
+    assert delta(("saga_duration_seconds_sum", ())) == pytest.approx(12.0)
+    calls = (
+        "saga_participant_calls_total",
+        (("outcome", "permanent_error"), ("phase", "compensation")),
+    )
+    assert delta(calls) == 1
+    assert delta(("saga_step_duration_seconds_count", (("phase", "compensation"),))) == 1
+    # The scrape before is one API request answered 200.
+    assert delta(("saga_api_requests_total", (("method", "GET"), ("status", "200")))) == 1
+
+
+def test_a_bad_label_never_raises():
+    metrics.record_participant_call(phase=None, outcome=object(), duration_s=-1)
+
+
+def test_waiting_gauges_come_from_the_database(internal_api):
+    definition = definition_create()
+    saga_create(definition, status="pending")
+    saga_create(definition, status="pending")
+    saga_create(definition, status="running", next_attempt_in=60)  # waiting for a retry
+    saga_create(definition, status="running", next_attempt_in=-1)  # due now: not waiting
+    saga_create(definition, status="compensating", next_attempt_in=30)
+    saga_create(definition, status="completed", finished_days_ago=0)
+    scraped = scrape(internal_api)
+    assert scraped[("saga_waiting", (("status", "pending"),))] == 2
+    assert scraped[("saga_waiting", (("status", "retry_scheduled"),))] == 1
+    assert scraped[("saga_waiting", (("status", "compensating"),))] == 1
+
+
+@override_settings(SAGA_WORKER_HEARTBEAT_SECONDS=10)
+def test_workers_alive_within_three_heartbeats(internal_api):
+    heartbeat_create("w1", seconds_ago=1)
+    heartbeat_create("w2", seconds_ago=29)
+    heartbeat_create("w3", seconds_ago=31)
+    assert scrape(internal_api)[("saga_workers_alive", ())] == 2
+
+
+def test_metrics_page_is_in_the_schema(anon_client):
+    schema = anon_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "text/plain" in schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
