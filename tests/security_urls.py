@@ -2,6 +2,9 @@
 plus the real schema and docs views. Used with @override_settings(ROOT_URLCONF=...) in
 process, and through tests/security_settings.py by Gunicorn subprocesses."""
 
+import os
+import time
+
 from django.db import OperationalError
 from django.http import HttpResponse
 from django.urls import path
@@ -31,13 +34,14 @@ class InternalView(APIView):
 
 
 class OpenView(APIView):
-    """Like /health/: open and explicitly unlimited."""
+    """Like /health/: open and explicitly unlimited. `?sleep=s` holds the worker a moment."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
     throttle_classes = []
 
     def get(self, request):
+        time.sleep(min(float(request.query_params.get("sleep", 0)), 1.0))
         return Response({"status": "ok"})
 
 
@@ -77,6 +81,16 @@ def plain_database_down(request):
 
 def plain_ok(request):
     return HttpResponse("plain")
+
+
+class WorkerPidMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Worker-Pid"] = str(os.getpid())
+        return response
 
 
 urlpatterns = [
