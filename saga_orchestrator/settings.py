@@ -254,7 +254,7 @@ REST_FRAMEWORK = {
     # Open views (no authentication classes) are exempt; see sagas/throttling.py.
     "DEFAULT_THROTTLE_CLASSES": ["sagas.throttling.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
