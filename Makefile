@@ -1,12 +1,15 @@
 # The README's commands. `make run`: the service with the embedded default (SQLite, no
 # servers). `make test`: the whole suite against PostgreSQL and Redis on 127.0.0.1.
+# The suite's shared test keys would soon hit the default rate limit: it runs with a huge one
+# (the rate-limit tests set their own limits and keys).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	REDIS_HOST=$${REDIS_HOST:-127.0.0.1} DEBUG=False LOG_FILE=$${LOG_FILE:-} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
-	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR=
+	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR= \
+	RATE_LIMIT_MAX_REQUESTS=$${RATE_LIMIT_MAX_REQUESTS:-1000000}
 
 .PHONY: run test lint format bench demo clean tools docker-check docker-emulate venv
 

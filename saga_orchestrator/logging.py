@@ -29,7 +29,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = current_request_id()
+            # django.request logs a 5xx after the request's context ended; its record
+            # carries the request, which carries the id.
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", None) or current_request_id()
         return True
 
 

@@ -4,6 +4,7 @@ With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on an in-p
 cache: `make run` works on a fresh machine with no servers.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -98,10 +99,24 @@ if _proxy_ssl_header:
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Health checks and scrapes come over plain HTTP from inside the network: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+# security.W003 (no CsrfViewMiddleware): nothing here authenticates with cookies or
+# sessions; every call carries X-API-Key, a header a cross-site form cannot set.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Comma-separated proxy addresses whose X-Forwarded-For is believed for the client IP.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network"
+        ) from None
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -116,10 +131,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "sagas.middleware.RequestIdMiddleware",
     "sagas.metrics.RequestMetricsMiddleware",
+    # Outside the middleware that may fail (DisallowedHost in Common/Security), so even
+    # their error pages become JSON.
+    "sagas.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "sagas.middleware.JsonErrorMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "sagas.throttling.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "saga_orchestrator.urls"
@@ -233,8 +252,10 @@ RATE_LIMIT_WINDOW = env_int("RATE_LIMIT_WINDOW", 60, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["sagas.auth.IsClient"],
+    # Open views (no authentication classes) are exempt; see sagas/throttling.py.
+    "DEFAULT_THROTTLE_CLASSES": ["sagas.throttling.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",

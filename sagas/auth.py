@@ -4,6 +4,7 @@ No key → 401; unknown key → 401; known key without the role → 403. Keys ar
 constant time and never logged.
 """
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -26,15 +27,22 @@ class ApiPrincipal:
         return self.role == INTERNAL
 
 
+def _digest(value: str) -> bytes:
+    # Fixed-length digests: compare_digest's time then depends on neither key's length.
+    return hashlib.sha256(value.encode("utf-8", "replace")).digest()
+
+
 def role_for_key(key: str) -> str | None:
-    """The role a key grants, or None; every configured key is compared, in constant time."""
-    supplied = key.encode()
+    """The role a key grants, or None. Every configured key is compared, each in constant
+    time, whatever matched before: the answer's timing tells nothing about the keys."""
+    supplied = _digest(key)
     role = None
     for candidate, candidate_role in (
         (settings.INTERNAL_API_KEY, INTERNAL),
         (settings.SAGA_API_KEY, CLIENT),
     ):
-        if candidate and hmac.compare_digest(supplied, candidate.encode()) and role is None:
+        matches = hmac.compare_digest(supplied, _digest(candidate))
+        if matches and candidate and role is None:
             role = candidate_role
     return role
 

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from saga_orchestrator.request_context import current_request_id
+from sagas.throttling import throttled_before_view
 
 logger = logging.getLogger("sagas.api")
 
@@ -68,6 +69,7 @@ def error_body(code: str, detail: str, errors=None) -> dict:
 
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as one JSON shape; database outages as 503."""
+    exc = throttled_before_view(exc, context) or exc
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
