@@ -220,6 +220,9 @@ SAGA_LEASE_SECONDS = env_float("SAGA_LEASE_SECONDS", 30.0, minimum=1.0)
 SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
 SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
 SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)
+# Bound of every other JSON request body (sagas.parsers); never below the saga input bound,
+# so Django's own check cannot turn a start request into a 400 before the API's 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SAGA_MAX_INPUT_BYTES)
 SAGA_RETENTION_DAYS = env_int("SAGA_RETENTION_DAYS", 30, minimum=1)
 SAGA_WORKER_POLL_SECONDS = env_float("SAGA_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
@@ -233,7 +236,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["sagas.auth.IsClient"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JsonParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
@@ -257,6 +260,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayRequestDuration": True},
+    # Several "status" fields with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "SagaStatusEnum": "sagas.models.SagaStatus",
+        "StepPhaseEnum": "sagas.models.Phase",
+        "ServiceStatusEnum": ["ok", "degraded"],
+        "HealthStatusEnum": ["ok", "degraded", "down"],
+        "CheckStatusEnum": ["ok", "down", "disabled", "unknown"],
+        "LiveStatusEnum": ["ok"],
+    },
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

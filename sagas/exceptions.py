@@ -5,7 +5,7 @@ Body: {"code": "...", "detail": "...", "errors": {...field messages...}, "reques
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -68,8 +68,10 @@ def error_body(code: str, detail: str, errors=None) -> dict:
 
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as one JSON shape; database outages as 503."""
-    if isinstance(exc, Http404):
+    if isinstance(exc, (Http404, ObjectDoesNotExist)):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DatabaseError):
