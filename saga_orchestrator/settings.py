@@ -242,6 +242,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": 50,
+    # Errors of list items as {"<index>": {...}} for the failing items only (DRF 3.20 default).
+    "LIST_SERIALIZER_ERRORS_AS_DICT": True,
 }
 
 SPECTACULAR_SETTINGS = {

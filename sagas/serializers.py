@@ -275,10 +275,8 @@ class DefinitionSerializer(StrictSerializer):
 
     def validate(self, attrs: dict) -> dict:
         steps = [dict(step) for step in attrs["steps"]]
-        errors = _duplicate_name_errors(steps)
-        if not any(errors):
-            errors = _template_errors(steps)
-        if any(errors):
+        errors = _duplicate_name_errors(steps) or _template_errors(steps)
+        if errors:
             raise serializers.ValidationError({"steps": errors})
         return {
             "name": attrs["name"],
@@ -288,23 +286,23 @@ class DefinitionSerializer(StrictSerializer):
         }
 
 
-def _duplicate_name_errors(steps: list[dict]) -> list[dict]:
+def _duplicate_name_errors(steps: list[dict]) -> dict[int, dict]:
+    """{step index: errors}, like DRF's list errors: only the failing items."""
     seen: set[str] = set()
-    errors: list[dict] = []
-    for step in steps:
-        duplicate = step["name"] in seen
+    errors = {}
+    for index, step in enumerate(steps):
+        if step["name"] in seen:
+            errors[index] = {"name": [f"Duplicate step name '{step['name']}'."]}
         seen.add(step["name"])
-        errors.append({"name": [f"Duplicate step name '{step['name']}'."]} if duplicate else {})
     return errors
 
 
-def _template_errors(steps: list[dict]) -> list[dict]:
-    """Per step: placeholders that refer to unknown roots, unknown or later steps.
-
-    An action may use the steps before it; a compensation also its own step.
-    """
+def _template_errors(steps: list[dict]) -> dict[int, dict]:
+    """{step index: errors} for placeholders that refer to unknown roots, unknown steps or
+    steps that do not run before the call: an action may use the steps before it, a
+    compensation also its own step."""
     names = [step["name"] for step in steps]
-    errors = []
+    errors = {}
     for index, step in enumerate(steps):
         step_errors = {}
         for call_name, usable in (("action", names[:index]), ("compensation", names[: index + 1])):
@@ -312,7 +310,8 @@ def _template_errors(steps: list[dict]) -> list[dict]:
             call_errors = _call_template_errors(call, usable, names) if call else {}
             if call_errors:
                 step_errors[call_name] = call_errors
-        errors.append(step_errors)
+        if step_errors:
+            errors[index] = step_errors
     return errors
 
 
