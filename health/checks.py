@@ -60,6 +60,8 @@ def redis_check() -> dict:
         db=settings.REDIS_DB,
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        # redis-py 8 retries a refused connection for ~3 s by default: one try is the answer.
+        retry=None,
     )
     try:
         client.ping()

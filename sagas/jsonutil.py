@@ -37,17 +37,26 @@ def json_value_problem(value: Any, max_depth: int = MAX_VALUE_DEPTH) -> str | No
     while pending:
         item = pending.pop()
         if isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in str(key):
-                    return "Keys must not contain NUL characters."
-                pending.append(child)
+            pending.extend(str(key) for key in item)
+            pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, str) and "\x00" in item:
-            return "Strings must not contain NUL characters."
+        elif isinstance(item, str) and not _storable_text(item):
+            return "Strings must be valid Unicode without NUL characters."
         elif isinstance(item, float) and not math.isfinite(item):
             return "Numbers must be finite."
     return None
+
+
+def _storable_text(text: str) -> bool:
+    """jsonb refuses NUL; UTF-8 refuses lone surrogates (a JSON "\\ud800" escape)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def canonical_json(value: Any) -> str:
