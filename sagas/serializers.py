@@ -340,6 +340,11 @@ def _unterminated(value) -> list[str]:
     return []
 
 
+@extend_schema_field(StepSerializer(many=True))
+class NormalisedStepsField(serializers.JSONField):
+    """The stored steps as they are; documented with the step format."""
+
+
 class DefinitionOutSerializer(serializers.Serializer):
     """A stored definition version (steps normalised: every default filled in)."""
 
@@ -347,7 +352,7 @@ class DefinitionOutSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     description = serializers.CharField()
     timeout_seconds = serializers.FloatField()
-    steps = serializers.JSONField(help_text="Normalised steps (defaults filled in).")
+    steps = NormalisedStepsField(help_text="Normalised steps (every default filled in).")
     created_at = serializers.DateTimeField()
 
 
