@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.builders import nested, post_definition
+from tests.api_builders import nested, post_definition
 
 pytestmark = pytest.mark.django_db
 

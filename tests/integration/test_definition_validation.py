@@ -5,7 +5,7 @@ import copy
 import pytest
 from django.test import override_settings
 
-from tests.builders import call, definition, nested, post_definition, step
+from tests.api_builders import call, definition, nested, post_definition, step
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from sagas.models import SagaDefinition
-from tests.builders import call, definition, post_definition, step
+from tests.api_builders import call, definition, post_definition, step
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from sagas.models import SagaDefinition
-from tests.builders import definition
+from tests.api_builders import definition
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sagas.models import SagaInstance
-from tests.builders import attempt_row, definition, nested, post_definition, saga_row
+from tests.api_builders import attempt_row, definition, nested, post_definition, saga_row
 
 pytestmark = pytest.mark.django_db
 

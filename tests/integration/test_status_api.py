@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sagas.models import WorkerHeartbeat
-from tests.builders import finished_saga, post_definition, saga_row
+from tests.api_builders import finished_saga, post_definition, saga_row
 
 pytestmark = pytest.mark.django_db
 
