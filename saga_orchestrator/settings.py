@@ -236,7 +236,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["sagas.auth.IsClient"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JsonParser"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",

@@ -68,15 +68,20 @@ def error_body(code: str, detail: str, errors=None) -> dict:
 
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as one JSON shape; database outages as 503."""
-    if isinstance(exc, (Http404, ObjectDoesNotExist)):
+    if isinstance(exc, Http404):
         exc = exceptions.NotFound()
-    elif isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DatabaseError):
         logger.error("database unavailable", exc_info=exc)
         exc = ServiceUnavailable("The database is unavailable; try again shortly.")
+
+    # A saga looked up by id that does not exist (e.g. in engine.control) is a 404.
+    elif isinstance(exc, ObjectDoesNotExist):
+        exc = exceptions.NotFound()
+    # Django's own body-size check, should anything read request.body first.
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # unexpected: JsonErrorMiddleware logs it and answers a JSON 500

@@ -5,10 +5,8 @@ import json
 import math
 from typing import Any
 
-# A saga input or a call body may nest this deep; a whole request body a little deeper,
-# so that a definition holding a 20-level body still parses.
+# A saga input or a call body may nest this deep (a whole request body: see sagas.parsers).
 MAX_VALUE_DEPTH = 20
-MAX_DOCUMENT_DEPTH = 40
 
 
 def json_depth(value: Any) -> int:
