@@ -240,6 +240,9 @@ SAGA_LEASE_SECONDS = env_float("SAGA_LEASE_SECONDS", 30.0, minimum=1.0)
 SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
 SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
 SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)
+# Bound of every other JSON request body (sagas.parsers); never below the saga input bound,
+# so Django's own check cannot turn a start request into a 400 before the API's 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SAGA_MAX_INPUT_BYTES)
 SAGA_RETENTION_DAYS = env_int("SAGA_RETENTION_DAYS", 30, minimum=1)
 SAGA_WORKER_POLL_SECONDS = env_float("SAGA_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
@@ -261,6 +264,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": 50,
+    # Errors of list items as {"<index>": {...}} for the failing items only (DRF 3.20 default).
+    "LIST_SERIALIZER_ERRORS_AS_DICT": True,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -279,6 +284,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayRequestDuration": True},
+    # Several "status" fields with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "SagaStatusEnum": "sagas.models.SagaStatus",
+        "StepPhaseEnum": "sagas.models.Phase",
+        "ServiceStatusEnum": ["ok", "degraded"],
+        "HealthStatusEnum": ["ok", "degraded", "down"],
+        "CheckStatusEnum": ["ok", "down", "disabled", "unknown"],
+        "LiveStatusEnum": ["ok"],
+    },
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

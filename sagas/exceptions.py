@@ -5,7 +5,7 @@ Body: {"code": "...", "detail": "...", "errors": {...field messages...}, "reques
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -77,6 +77,13 @@ def exception_handler(exc, context):
     elif isinstance(exc, DatabaseError):
         logger.error("database unavailable", exc_info=exc)
         exc = ServiceUnavailable("The database is unavailable; try again shortly.")
+
+    # A saga looked up by id that does not exist (e.g. in engine.control) is a 404.
+    elif isinstance(exc, ObjectDoesNotExist):
+        exc = exceptions.NotFound()
+    # Django's own body-size check, should anything read request.body first.
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # unexpected: JsonErrorMiddleware logs it and answers a JSON 500

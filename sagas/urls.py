@@ -1,1 +1,19 @@
-urlpatterns: list = []
+from django.urls import path
+
+from sagas import views
+
+urlpatterns = [
+    path("saga-definitions/", views.DefinitionListCreateView.as_view(), name="definition-list"),
+    path(
+        "saga-definitions/<str:name>/",
+        views.DefinitionDetailView.as_view(),
+        name="definition-detail",
+    ),
+    path("sagas/", views.SagaListCreateView.as_view(), name="saga-list"),
+    # Before the <uuid> routes; a non-UUID id matches nothing → JSON 404.
+    path("sagas/status/", views.ServiceStatusView.as_view(), name="saga-status"),
+    path("sagas/<uuid:saga_id>/", views.SagaDetailView.as_view(), name="saga-detail"),
+    path("sagas/<uuid:saga_id>/logs/", views.SagaLogsView.as_view(), name="saga-logs"),
+    path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
+    path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
+]

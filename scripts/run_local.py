@@ -17,7 +17,14 @@ def manage(*args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # run the cleanup below: never leave Gunicorn orphaned
+
+
 def main() -> int:
+    # SIGTERM (and SIGINT even when a shell started us in the background) stop the children.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     os.environ.setdefault("DEBUG", "True")
     os.environ.setdefault("GUNICORN_WORKERS", "2")
     (ROOT / "data").mkdir(exist_ok=True)
@@ -32,7 +39,8 @@ def main() -> int:
     from django.conf import settings
 
     django.setup()
-    print("Saga Orchestrator on http://127.0.0.1:8008  (docs: /api/docs/)", flush=True)
+    port = os.environ.get("GUNICORN_BIND", "0.0.0.0:8008").rsplit(":", 1)[-1]
+    print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)
     print(f"  client key   X-API-Key: {settings.SAGA_API_KEY}", flush=True)
     print(f"  internal key X-API-Key: {settings.INTERNAL_API_KEY}", flush=True)
     children = [

@@ -103,7 +103,7 @@ def test_api_refuses_to_start_without_secrets():
 
 
 def test_healthcheck_command_against_gunicorn(tmp_path):
-    server = gunicorn_start(tmp_path, workers=1, DJANGO_SETTINGS_MODULE="tests.e2e.health_standin")
+    server = gunicorn_start(tmp_path, workers=1)
     port = server.base_url.rsplit(":", 1)[1]
     command = [
         part.replace("127.0.0.1:8008", f"127.0.0.1:{port}") for part in dockerfile_healthcheck()

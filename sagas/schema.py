@@ -1,0 +1,124 @@
+"""OpenAPI documentation helpers: the X-API-Key scheme, error responses, examples."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+
+from sagas.auth import HEADER
+from sagas.serializers import ErrorSerializer
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "sagas.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": HEADER,
+            "description": (
+                "SAGA_API_KEY (client role) or INTERNAL_API_KEY (internal role: also "
+                "creates definitions, retries failed sagas, reads /metrics)."
+            ),
+        }
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input: `errors` maps each field to its messages.",
+    401: "Missing or unknown X-API-Key.",
+    403: "The key's role may not do this.",
+    404: "Not found.",
+    409: "Conflict with the current state (or an Idempotency-Key reused with another body).",
+    413: "Request body too large.",
+    415: "Content-Type must be application/json.",
+    503: "A dependency (PostgreSQL) is unavailable.",
+}
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in ERROR_DESCRIPTIONS.items()
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in codes}
+
+
+CHECKOUT_DEFINITION = {
+    "name": "order_checkout",
+    "description": "Reserve stock, charge, ship",
+    "timeout_seconds": 300,
+    "steps": [
+        {
+            "name": "reserve_inventory",
+            "action": {
+                "method": "POST",
+                "url": "http://inventory:8000/reservations",
+                "headers": {"X-Tenant": "${input.tenant}"},
+                "body": {"order_id": "${input.order_id}", "items": "${input.items}"},
+                "timeout_seconds": 10,
+            },
+            "compensation": {
+                "method": "DELETE",
+                "url": "http://inventory:8000/reservations/"
+                "${steps.reserve_inventory.response.reservation_id}",
+            },
+            "retry": {
+                "max_attempts": 3,
+                "delay_seconds": 5,
+                "backoff_multiplier": 2.0,
+                "max_delay_seconds": 60,
+            },
+        },
+        {
+            "name": "charge_payment",
+            "action": {
+                "method": "POST",
+                "url": "http://payments:8000/charges",
+                "body": {
+                    "order_id": "${input.order_id}",
+                    "amount": "${input.amount}",
+                    "reservation": "${steps.reserve_inventory.response.reservation_id}",
+                },
+            },
+            "compensation": {
+                "method": "POST",
+                "url": "http://payments:8000/charges/${steps.charge_payment.response.charge_id}"
+                "/refund",
+            },
+        },
+        {
+            "name": "ship_order",
+            "action": {
+                "method": "POST",
+                "url": "http://shipping:8000/shipments",
+                "body": {"order_id": "${input.order_id}", "address": "${input.address}"},
+            },
+        },
+    ],
+}
+
+DEFINITION_EXAMPLES = [
+    OpenApiExample("Checkout saga", value=CHECKOUT_DEFINITION, request_only=True),
+]
+
+START_EXAMPLES = [
+    OpenApiExample(
+        "Start a checkout",
+        value={
+            "definition": "order_checkout",
+            "input": {
+                "order_id": "A-1",
+                "tenant": "acme",
+                "items": [{"sku": "book-1", "qty": 2}],
+                "amount": 42.5,
+                "address": "1 Main St",
+            },
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Start a given version",
+        value={"definition": "order_checkout", "version": 1, "input": {"order_id": "A-2"}},
+        request_only=True,
+    ),
+]

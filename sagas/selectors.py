@@ -1,0 +1,159 @@
+"""Reads of the REST API: definitions, saga lists and details, attempt logs, status figures."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from sagas.models import (
+    TERMINAL_STATUSES,
+    SagaAttempt,
+    SagaDefinition,
+    SagaInstance,
+    SagaStatus,
+    WorkerHeartbeat,
+)
+
+STATS_WINDOW = timedelta(hours=1)
+# DESIGN §7 thresholds for sagas.
+MIN_SUCCESS_RATE = 0.95
+MAX_COMPENSATION_RATE = 0.10
+MAX_AVG_DURATION_MS = 5 * 60 * 1000.0
+
+
+def definition_get(*, name: str, version: int | None = None) -> SagaDefinition | None:
+    """That version of `name`, or its latest when `version` is None; None if absent."""
+    found = SagaDefinition.objects.filter(name=name)
+    if version is not None:
+        return found.filter(version=version).first()
+    return found.order_by("-version").first()
+
+
+def definition_list() -> QuerySet[SagaDefinition]:
+    """The latest version of every name, by name (portable: no DISTINCT ON for SQLite)."""
+    newer = SagaDefinition.objects.filter(name=OuterRef("name"), version__gt=OuterRef("version"))
+    return SagaDefinition.objects.filter(~Exists(newer)).order_by("name")
+
+
+def saga_list(
+    *,
+    status: str | None = None,
+    definition: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[SagaInstance]:
+    """Sagas newest first, filtered by the given values."""
+    sagas = SagaInstance.objects.all()
+    if status:
+        sagas = sagas.filter(status=status)
+    if definition:
+        sagas = sagas.filter(definition_name=definition)
+    if created_after:
+        sagas = sagas.filter(created_at__gte=created_after)
+    if created_before:
+        sagas = sagas.filter(created_at__lt=created_before)
+    return sagas.order_by("-created_at", "-id")
+
+
+def saga_get(*, saga_id) -> SagaInstance | None:
+    return SagaInstance.objects.filter(id=saga_id).first()
+
+
+def saga_attempt_list(*, saga_id) -> QuerySet[SagaAttempt]:
+    """Every participant call of a saga, in the order they were made."""
+    return SagaAttempt.objects.filter(saga_id=saga_id).order_by("id")
+
+
+def workers_alive(*, now: datetime | None = None) -> int:
+    """Workers whose heartbeat is younger than three heartbeat intervals."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=3 * settings.SAGA_WORKER_HEARTBEAT_SECONDS)
+    return WorkerHeartbeat.objects.filter(last_seen_at__gt=horizon).count()
+
+
+def saga_stats(*, now: datetime | None = None) -> dict:
+    """Figures of GET /api/sagas/status/.
+
+    `sagas` counts every saga by current status. Over the last hour, among sagas that
+    finished (cancelled ones excluded: a client's choice is neither success nor failure):
+    `success_rate` = completed / finished, `compensation_rate` = (compensated + failed) /
+    finished; `avg_duration_ms` is created→finished over all that finished. Each is None
+    when nothing finished in the hour.
+    """
+    now = now or timezone.now()
+    totals = dict(SagaInstance.objects.values_list("status").annotate(n=Count("id")))
+    counts = {status: totals.get(status, 0) for status in SagaStatus.values}
+    recent = _finished_since(now - STATS_WINDOW)
+    figures = {
+        "sagas": counts,
+        **_rates(recent),
+        "avg_duration_ms": _average_ms(recent),
+        "finished_last_hour": len(recent),
+        "workers": {"alive": workers_alive(now=now)},
+    }
+    figures["alerts"] = saga_alerts(figures)
+    figures["status"] = "degraded" if figures["alerts"] else "ok"
+    return figures
+
+
+def _finished_since(since: datetime) -> list[tuple[str, datetime, datetime]]:
+    # Only three columns per saga of one hour: light enough, and portable (SQLite too).
+    return list(
+        SagaInstance.objects.filter(finished_at__gte=since, status__in=TERMINAL_STATUSES)
+        .values_list("status", "created_at", "finished_at")
+        .iterator()
+    )
+
+
+def _rates(recent: list[tuple[str, datetime, datetime]]) -> dict:
+    outcomes = [status for status, _, _ in recent if status != SagaStatus.CANCELLED]
+    if not outcomes:
+        return {"success_rate": None, "compensation_rate": None}
+    compensated = sum(s in (SagaStatus.COMPENSATED, SagaStatus.FAILED) for s in outcomes)
+    return {
+        "success_rate": round(outcomes.count(SagaStatus.COMPLETED) / len(outcomes), 4),
+        "compensation_rate": round(compensated / len(outcomes), 4),
+    }
+
+
+def _average_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
+    if not recent:
+        return None
+    total = sum((finished - created).total_seconds() for _, created, finished in recent)
+    return round(total * 1000 / len(recent), 1)
+
+
+def saga_alerts(figures: dict) -> list[dict]:
+    """The DESIGN §7 saga thresholds that the figures cross."""
+    alerts = []
+    rules = (
+        (
+            "success_rate_low",
+            "success_rate",
+            MIN_SUCCESS_RATE,
+            lambda v, t: v < t,
+            "Success rate over the last hour is below 95%.",
+        ),
+        (
+            "compensation_rate_high",
+            "compensation_rate",
+            MAX_COMPENSATION_RATE,
+            lambda v, t: v > t,
+            "Compensation rate over the last hour is above 10%.",
+        ),
+        (
+            "saga_duration_high",
+            "avg_duration_ms",
+            MAX_AVG_DURATION_MS,
+            lambda v, t: v > t,
+            "Average saga execution time over the last hour is above 5 minutes.",
+        ),
+    )
+    for name, field, threshold, crossed, message in rules:
+        value = figures[field]
+        if value is not None and crossed(value, threshold):
+            alerts.append(
+                {"name": name, "message": message, "value": value, "threshold": threshold}
+            )
+    return alerts

@@ -1,0 +1,518 @@
+"""Request validation and response shapes of the REST API (DESIGN §3, §6a).
+
+Input serializers are strict: unknown fields, wrong JSON types (a number where a string
+belongs, a string where a number belongs) and control characters are rejected with a
+field-level message rather than coerced.
+"""
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from sagas.engine import hosts, templates
+from sagas.jsonutil import MAX_VALUE_DEPTH, json_value_problem
+from sagas.models import SagaAttempt, SagaInstance, SagaStatus
+
+NAME_RE = re.compile(r"\A[a-z0-9_-]{1,100}\Z")
+NAME_MESSAGE = "Use 1 to 100 characters from a-z, 0-9, '_' and '-'."
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# RFC 9110 token: the characters a header name may use.
+HEADER_NAME_RE = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z")
+MAX_STEPS = 50
+MAX_HEADERS = 50
+MAX_DESCRIPTION = 2000
+MAX_URL = 2048
+MAX_HEADER_VALUE = 4096
+MAX_DEFINITION_TIMEOUT = 604800.0
+MAX_CALL_TIMEOUT = 300.0
+DEFAULT_BACKOFF = 2.0
+DEFAULT_MAX_DELAY = 60.0
+# Stands in for a placeholder when a templated URL is checked statically.
+DUMMY_SEGMENT = "x"
+
+
+def is_control_char(char: str) -> bool:
+    return ord(char) < 32 or 127 <= ord(char) < 160
+
+
+# Fields that take JSON types as they are -------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string (numbers are not turned into strings); control characters refused
+    except those in `controls_ok`. Whitespace is kept as sent."""
+
+    default_error_messages = {
+        "not_string": "Must be a string.",
+        "control": "Must not contain control characters.",
+    }
+
+    def __init__(self, *, controls_ok: str = "", **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.controls_ok = controls_ok
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_string")
+        value = super().to_internal_value(data)
+        if any(is_control_char(char) and char not in self.controls_ok for char in value):
+            self.fail("control")
+        return value
+
+
+class NameField(StrictCharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=100, **kwargs)
+        self.validators.append(_name_validator)
+
+
+def _name_validator(value: str) -> None:
+    if not NAME_RE.match(value):
+        raise serializers.ValidationError(NAME_MESSAGE)
+
+
+class NumberField(serializers.FloatField):
+    """A JSON number (fractions allowed); `above` is an exclusive lower bound."""
+
+    default_error_messages = {
+        "not_number": "Must be a number.",
+        "not_above": "Must be greater than {minimum}.",
+    }
+
+    def __init__(self, *, above: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.above = above
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("not_number")
+        value = super().to_internal_value(data)
+        if self.above is not None and not value > self.above:
+            self.fail("not_above", minimum=self.above)
+        return value
+
+
+class WholeNumberField(serializers.IntegerField):
+    default_error_messages = {"not_integer": "Must be an integer."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("not_integer")
+        return super().to_internal_value(data)
+
+
+class JsonValueField(serializers.JSONField):
+    """Any JSON value PostgreSQL can store, nested at most MAX_VALUE_DEPTH levels."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        problem = json_value_problem(value, MAX_VALUE_DEPTH)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JsonObjectField(JsonValueField):
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, reported together with the other field errors."""
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            unknown = {str(key): ["Unknown field."] for key in data if key not in self.fields}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc}
+            raise serializers.ValidationError({**detail, **unknown})
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+# Saga definitions ----------------------------------------------------------------------
+
+
+def url_static_problem(url: str) -> str | None:
+    """What is wrong with a (possibly templated) URL that can be known before it runs.
+
+    The scheme must be literal; the host is checked against SAGA_ALLOWED_HOSTS when it is
+    literal too (a templated host is checked by the engine once it resolves).
+    """
+    if not url.lower().startswith(("http://", "https://")):
+        return "Must start with http:// or https://."
+    if any(char.isspace() for char in url):
+        return "Must not contain whitespace."
+    netloc = urlsplit(url.replace("${", "{")).netloc
+    if "{" in netloc:
+        return None
+    static = templates.PLACEHOLDER.sub(DUMMY_SEGMENT, url)
+    problem = hosts.url_problem(static, settings.SAGA_ALLOWED_HOSTS)
+    return f"URL {problem}." if problem else None
+
+
+class CallSerializer(StrictSerializer):
+    """One HTTP call of a step: its action or its compensation."""
+
+    method = serializers.ChoiceField(
+        choices=METHODS, help_text="GET, POST, PUT, PATCH or DELETE (upper case)."
+    )
+    url = StrictCharField(max_length=MAX_URL, help_text="http(s) URL; may hold placeholders.")
+    headers = serializers.DictField(
+        child=StrictCharField(max_length=MAX_HEADER_VALUE, allow_blank=True, controls_ok="\t"),
+        required=False,
+        help_text="Header name → string value (placeholders allowed in values).",
+    )
+    body = JsonValueField(
+        required=False, allow_null=True, help_text="Any JSON; placeholders allowed in strings."
+    )
+    timeout_seconds = NumberField(
+        required=False,
+        above=0,
+        max_value=MAX_CALL_TIMEOUT,
+        help_text="Per-call timeout in (0, 300]; default 30.",
+    )
+
+    def validate_url(self, value: str) -> str:
+        problem = url_static_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_headers(self, value: dict) -> dict:
+        if len(value) > MAX_HEADERS:
+            raise serializers.ValidationError(f"At most {MAX_HEADERS} headers.")
+        bad = [name for name in value if not HEADER_NAME_RE.match(name)]
+        if bad:
+            raise serializers.ValidationError(f"Invalid header name(s): {', '.join(bad)}.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        return {
+            "method": attrs["method"],
+            "url": attrs["url"],
+            "headers": dict(attrs.get("headers") or {}),
+            "body": attrs.get("body"),
+            "timeout_seconds": attrs.get("timeout_seconds", settings.SAGA_CALL_TIMEOUT),
+        }
+
+
+class RetrySerializer(StrictSerializer):
+    max_attempts = WholeNumberField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        help_text="Calls in all, the first included (1–100). Default SAGA_RETRY_ATTEMPTS.",
+    )
+    delay_seconds = NumberField(
+        required=False, min_value=0, max_value=3600, help_text="First retry delay (0–3600)."
+    )
+    backoff_multiplier = NumberField(
+        required=False, min_value=1, max_value=10, help_text="Delay growth (1–10), default 2."
+    )
+    max_delay_seconds = NumberField(
+        required=False, min_value=0, max_value=86400, help_text="Delay cap (0–86400), default 60."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        return retry_defaults() | dict(attrs)
+
+
+def retry_defaults() -> dict:
+    return {
+        "max_attempts": settings.SAGA_RETRY_ATTEMPTS,
+        "delay_seconds": float(settings.SAGA_RETRY_DELAY),
+        "backoff_multiplier": DEFAULT_BACKOFF,
+        "max_delay_seconds": DEFAULT_MAX_DELAY,
+    }
+
+
+class StepSerializer(StrictSerializer):
+    name = NameField()
+    action = CallSerializer()
+    compensation = CallSerializer(
+        required=False, allow_null=True, help_text="Optional: the call that undoes the action."
+    )
+    retry = RetrySerializer(required=False, allow_null=True)
+
+    def validate(self, attrs: dict) -> dict:
+        return {
+            "name": attrs["name"],
+            "action": attrs["action"],
+            "compensation": attrs.get("compensation"),
+            "retry": attrs.get("retry") or retry_defaults(),
+        }
+
+
+class DefinitionSerializer(StrictSerializer):
+    """A saga definition as posted; `validated_data` is its normalised form (defaults set)."""
+
+    name = NameField()
+    description = StrictCharField(
+        max_length=MAX_DESCRIPTION, required=False, allow_blank=True, controls_ok="\t\n\r"
+    )
+    timeout_seconds = NumberField(
+        required=False,
+        above=0,
+        max_value=MAX_DEFINITION_TIMEOUT,
+        help_text="Whole-saga deadline in (0, 604800]; default SAGA_TIMEOUT.",
+    )
+    steps = StepSerializer(many=True, min_length=1, max_length=MAX_STEPS)
+
+    def validate(self, attrs: dict) -> dict:
+        steps = [dict(step) for step in attrs["steps"]]
+        errors = _duplicate_name_errors(steps) or _template_errors(steps)
+        if errors:
+            raise serializers.ValidationError({"steps": errors})
+        return {
+            "name": attrs["name"],
+            "description": attrs.get("description", ""),
+            "timeout_seconds": attrs.get("timeout_seconds", float(settings.SAGA_TIMEOUT)),
+            "steps": steps,
+        }
+
+
+def _duplicate_name_errors(steps: list[dict]) -> dict[int, dict]:
+    """{step index: errors}, like DRF's list errors: only the failing items."""
+    seen: set[str] = set()
+    errors = {}
+    for index, step in enumerate(steps):
+        if step["name"] in seen:
+            errors[index] = {"name": [f"Duplicate step name '{step['name']}'."]}
+        seen.add(step["name"])
+    return errors
+
+
+def _template_errors(steps: list[dict]) -> dict[int, dict]:
+    """{step index: errors} for placeholders that refer to unknown roots, unknown steps or
+    steps that do not run before the call: an action may use the steps before it, a
+    compensation also its own step."""
+    names = [step["name"] for step in steps]
+    errors = {}
+    for index, step in enumerate(steps):
+        step_errors = {}
+        for call_name, usable in (("action", names[:index]), ("compensation", names[: index + 1])):
+            call = step.get(call_name)
+            call_errors = _call_template_errors(call, usable, names) if call else {}
+            if call_errors:
+                step_errors[call_name] = call_errors
+        if step_errors:
+            errors[index] = step_errors
+    return errors
+
+
+def _call_template_errors(call: dict, usable: list[str], names: list[str]) -> dict:
+    errors = {}
+    for field in ("url", "headers", "body"):
+        messages = [
+            templates.reference_error(path, usable, names)
+            for path in templates.placeholders(call[field])
+        ]
+        messages += _unterminated(call[field])
+        messages = [message for message in messages if message]
+        if messages:
+            errors[field] = messages
+    return errors
+
+
+def _unterminated(value) -> list[str]:
+    """A `${` left after removing the well-formed placeholders is a typo, not text."""
+    if isinstance(value, dict):
+        return [m for item in value.values() for m in _unterminated(item)]
+    if isinstance(value, list):
+        return [m for item in value for m in _unterminated(item)]
+    if isinstance(value, str) and "${" in templates.PLACEHOLDER.sub("", value):
+        return [f"'{value[:80]}' has an unterminated or malformed placeholder"]
+    return []
+
+
+@extend_schema_field(StepSerializer(many=True))
+class NormalisedStepsField(serializers.JSONField):
+    """The stored steps as they are; documented with the step format."""
+
+
+class DefinitionOutSerializer(serializers.Serializer):
+    """A stored definition version (steps normalised: every default filled in)."""
+
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    description = serializers.CharField()
+    timeout_seconds = serializers.FloatField()
+    steps = NormalisedStepsField(help_text="Normalised steps (every default filled in).")
+    created_at = serializers.DateTimeField()
+
+
+class DefinitionQuerySerializer(serializers.Serializer):
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="A specific version (default: the latest)."
+    )
+
+
+# Sagas -------------------------------------------------------------------------------
+
+
+class SagaStartSerializer(StrictSerializer):
+    definition = NameField(help_text="Definition name.")
+    version = WholeNumberField(
+        required=False, allow_null=True, min_value=1, help_text="Default: the latest version."
+    )
+    input = JsonObjectField(required=False, help_text="A JSON object (default {}).")
+
+    def validate(self, attrs: dict) -> dict:
+        return {
+            "definition": attrs["definition"],
+            "version": attrs.get("version"),
+            "input": attrs.get("input", {}),
+        }
+
+
+class StepStateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.CharField(help_text="pending, running, succeeded, failed, ...")
+    attempts = serializers.IntegerField()
+    compensation_attempts = serializers.IntegerField()
+    response = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class SagaErrorSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=["step_failed", "timeout", "cancelled", "compensation_failed"]
+    )
+    step = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class SagaSerializer(serializers.ModelSerializer):
+    definition = serializers.CharField(source="definition_name")
+    input = JsonObjectField()
+    steps = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SagaInstance
+        fields = [
+            "id",
+            "definition",
+            "definition_version",
+            "status",
+            "input",
+            "steps",
+            "error",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "deadline_at",
+        ]
+
+    @extend_schema_field(StepStateSerializer(many=True))
+    def get_steps(self, saga: SagaInstance) -> list[dict]:
+        fields = StepStateSerializer().fields
+        return [{name: step.get(name) for name in fields} for step in saga.steps]
+
+    @extend_schema_field(SagaErrorSerializer(allow_null=True))
+    def get_error(self, saga: SagaInstance):
+        return saga.error
+
+
+class SagaFilterSerializer(serializers.Serializer):
+    """Query filters of GET /api/sagas/; other query parameters are ignored."""
+
+    status = serializers.ChoiceField(choices=SagaStatus.values, required=False)
+    definition = serializers.CharField(required=False, max_length=100)
+    created_after = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; sagas created at or after this time."
+    )
+    created_before = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; sagas created before this time."
+    )
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    step = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["succeeded", "retryable_error", "permanent_error"],
+        allow_null=True,
+        help_text="null while the call is in flight or was interrupted.",
+    )
+
+    class Meta:
+        model = SagaAttempt
+        fields = [
+            "step",
+            "phase",
+            "attempt",
+            "method",
+            "url",
+            "status_code",
+            "outcome",
+            "error",
+            "started_at",
+            "duration_ms",
+        ]
+
+
+# Status ---------------------------------------------------------------------------------
+
+
+class AlertSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    message = serializers.CharField()
+    value = serializers.FloatField()
+    threshold = serializers.FloatField()
+
+
+class WorkersSerializer(serializers.Serializer):
+    alive = serializers.IntegerField()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {status: {"type": "integer"} for status in SagaStatus.values},
+    }
+)
+class StatusCountsField(serializers.DictField):
+    pass
+
+
+class ServiceStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    sagas = StatusCountsField(help_text="Total sagas per current status.")
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="0–1 over the last hour; null when no saga finished."
+    )
+    compensation_rate = serializers.FloatField(allow_null=True)
+    avg_duration_ms = serializers.FloatField(allow_null=True)
+    finished_last_hour = serializers.IntegerField()
+    workers = WorkersSerializer()
+    alerts = AlertSerializer(many=True)
+
+
+# Errors (documentation only) ------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code.")
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        required=False,
+        child=serializers.JSONField(),
+        help_text="Field → messages (validation errors only); nested like the input.",
+    )
+    request_id = serializers.CharField()

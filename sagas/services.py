@@ -1,0 +1,149 @@
+"""Writes of the REST API: store a definition version, start a saga.
+
+(Cancel and retry live in `sagas.engine.control`: they change engine state.)
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from sagas import selectors
+from sagas.engine.wakeup import wake_workers
+from sagas.exceptions import Conflict
+from sagas.jsonutil import content_hash
+from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
+
+logger = logging.getLogger("sagas.api")
+# Concurrent posts of one name race for the next version number; the loser looks again.
+VERSION_RACE_RETRIES = 5
+
+
+def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
+    """Store normalised `data` as the next version of its name.
+
+    Returns (definition, created). When `data` equals the latest version, that version is
+    returned and nothing is written.
+    """
+    digest = content_hash(data)
+    for _ in range(VERSION_RACE_RETRIES):
+        latest = selectors.definition_get(name=data["name"])
+        if latest is not None and latest.content_hash == digest:
+            return latest, False
+        try:
+            with transaction.atomic():
+                definition = SagaDefinition.objects.create(
+                    name=data["name"],
+                    version=latest.version + 1 if latest else 1,
+                    description=data["description"],
+                    timeout_seconds=data["timeout_seconds"],
+                    steps=data["steps"],
+                    content_hash=digest,
+                )
+        except IntegrityError:
+            continue  # another request took this version number
+        logger.info(
+            "definition stored",
+            extra={
+                "event": "definition_created",
+                "definition": definition.name,
+                "version": definition.version,
+            },
+        )
+        return definition, True
+    raise Conflict("The definition is being changed concurrently; try again.")
+
+
+def saga_start(
+    *, definition: str, version: int | None, saga_input: dict, idempotency_key: str | None
+) -> tuple[SagaInstance, bool]:
+    """Start a saga of `definition` (latest version unless `version`).
+
+    Returns (saga, created). With an `idempotency_key` already used for the same body the
+    existing saga is returned (created=False); for a different body, Conflict.
+    """
+    fingerprint = content_hash({"definition": definition, "version": version, "input": saga_input})
+    if idempotency_key:
+        existing = _idempotent_match(idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+    saga_definition = _definition_for_start(definition, version)
+    try:
+        with transaction.atomic():
+            saga = _saga_create(saga_definition, saga_input, idempotency_key, fingerprint)
+            transaction.on_commit(wake_workers)
+    except IntegrityError:
+        # A concurrent request with the same key committed first (unique constraint).
+        existing = _idempotent_match(idempotency_key, fingerprint) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    _log_started(saga)
+    return saga, True
+
+
+def _idempotent_match(key: str, fingerprint: str) -> SagaInstance | None:
+    existing = SagaInstance.objects.filter(idempotency_key=key).first()
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise Conflict("This Idempotency-Key was already used with a different request body.")
+    return existing
+
+
+def _definition_for_start(name: str, version: int | None) -> SagaDefinition:
+    found = selectors.definition_get(name=name, version=version)
+    if found is not None:
+        return found
+    if version is not None and selectors.definition_get(name=name) is not None:
+        raise ValidationError({"version": [f"Definition '{name}' has no version {version}."]})
+    raise ValidationError({"definition": [f"Unknown saga definition '{name}'."]})
+
+
+def _saga_create(
+    definition: SagaDefinition, saga_input: dict, key: str | None, fingerprint: str
+) -> SagaInstance:
+    now = timezone.now()
+    return SagaInstance.objects.create(
+        definition=definition,
+        definition_name=definition.name,
+        definition_version=definition.version,
+        status=SagaStatus.PENDING,
+        input=saga_input,
+        steps=[_initial_step(step["name"]) for step in definition.steps],
+        current_step=0,
+        phase=Phase.ACTION,
+        next_attempt_at=now,  # due at once
+        deadline_at=now + timedelta(seconds=definition.timeout_seconds),
+        idempotency_key=key or None,
+        request_fingerprint=fingerprint,
+    )
+
+
+def _initial_step(name: str) -> dict:
+    return {
+        "name": name,
+        "status": StepStatus.PENDING.value,
+        "attempts": 0,
+        "compensation_attempts": 0,
+        "response": None,
+        "status_code": None,
+        "error": None,
+    }
+
+
+def _log_started(saga: SagaInstance) -> None:
+    logger.info(
+        "SAGA started",
+        extra={
+            "event": "saga_started",
+            "saga_id": str(saga.id),
+            "definition": saga.definition_name,
+            "version": saga.definition_version,
+            "step": None,
+            "phase": None,
+            "attempt": None,
+            "outcome": None,
+            "duration_ms": None,
+        },
+    )
