@@ -106,6 +106,7 @@ def _prefix_match(pattern: str, path: str) -> bool:
 def _handler_for(server: ParticipantServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like real participants
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body
 
         def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)

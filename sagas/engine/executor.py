@@ -20,7 +20,14 @@ from sagas.engine.calls import call_prepare, call_spec
 from sagas.engine.claim import Claimed
 from sagas.engine.participants import CallResult, ParticipantRequest, participant_call
 from sagas.engine.plan import SagaPlan, plan_build, steps_initial
-from sagas.engine.record import AttemptClose, AttemptOpen, Lease, LeaseLost, transition_record
+from sagas.engine.record import (
+    AttemptClose,
+    AttemptOpen,
+    CancelRequested,
+    Lease,
+    LeaseLost,
+    transition_record,
+)
 from sagas.engine.transitions import (
     INTERRUPTED,
     call_interrupted,
@@ -81,11 +88,18 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
     try:
         while True:
             state, call = decide(state, plan, timezone.now())
-            if call is None or runtime.stopping() or lease.lost:
-                _hand_back(lease, before, state, closed, call, runtime)
-                return
-            state, request = _call_open(lease, before, state, plan, call, closed, claimed, runtime)
+            try:
+                if call is None or runtime.stopping() or lease.lost:
+                    _hand_back(lease, before, state, closed, call, runtime)
+                    return
+                state, request = _call_open(
+                    lease, before, state, plan, call, closed, claimed, runtime
+                )
+            except CancelRequested:
+                state.cancel_requested = True  # nothing was written: decide again
+                continue
             before = state.status
+            closed = None
             result = request if isinstance(request, CallResult) else _send(request)
             state = call_settle(state, plan, call, result, timezone.now(), _jitter())
             closed = AttemptClose(call, plan.steps[call.index].name, result)

@@ -19,7 +19,7 @@ from django.db import transaction
 
 from sagas.engine.participants import CallResult
 from sagas.engine.transitions import Call, SagaState
-from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaInstance, SagaStatus
+from sagas.models import TERMINAL_STATUSES, Phase, SagaAttempt, SagaInstance, SagaStatus
 
 logger = logging.getLogger("sagas.engine")
 
@@ -30,6 +30,10 @@ EVENT_LISTENERS: list[Callable[[dict], None]] = []
 
 class LeaseLost(Exception):
     """The saga's lease token changed: another worker owns it now."""
+
+
+class CancelRequested(Exception):
+    """A cancel arrived since the claim: nothing was written; decide again with it."""
 
 
 @dataclass
@@ -80,9 +84,22 @@ def transition_record(
     else:
         expires = now + timedelta(seconds=lease_seconds)
         fields.update(lease_expires_at=expires, next_attempt_at=expires)
+    # The worker re-reads cancel_requested at each transition at no cost: while it
+    # matters, the fence also requires it unset, and a miss tells which condition failed.
+    watch_cancel = (
+        state.phase == Phase.ACTION
+        and state.status not in TERMINAL_STATUSES
+        and not state.cancel_requested
+    )
     with transaction.atomic():
         fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
-        if fenced.update(**fields) != 1:
+        if watch_cancel:
+            written = fenced.filter(cancel_requested=False).update(**fields)
+            if not written and fenced.exists():
+                raise CancelRequested(str(lease.saga_id))
+        else:
+            written = fenced.update(**fields)
+        if written != 1:
             raise LeaseLost(str(lease.saga_id))
         if closed is not None:
             _attempt_close(lease, closed)
