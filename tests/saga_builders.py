@@ -1,9 +1,11 @@
 """Builders for engine tests: definitions and sagas straight through the ORM, and
 helpers to drive a worker a tick at a time."""
 
+import threading
 import time
 from datetime import timedelta
 
+from django.db import connections
 from django.utils import timezone
 
 from sagas.engine.plan import steps_initial
@@ -89,3 +91,17 @@ def drive(worker, saga, *, timeout: float = 10.0) -> SagaInstance:
         return current if current.status in TERMINAL_STATUSES else None
 
     return wait_until(finished, timeout=timeout, interval=0)
+
+
+def in_thread(target, *args) -> threading.Thread:
+    """Start `target(*args)` in a thread that closes its database connection at the end."""
+
+    def run():
+        try:
+            target(*args)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

@@ -1,6 +1,5 @@
 """Failures: rejections, retries, uncertain outcomes, compensation, deadline, cancel."""
 
-import threading
 import time
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from tests.saga_builders import (
     call,
     definition_create,
     drive,
+    in_thread,
     saga_create,
     saga_get,
     step,
@@ -264,8 +264,7 @@ def test_saga_past_its_deadline_calls_nothing(participants, worker):
 def test_cancel_while_a_call_is_in_flight(participants, worker):
     participants.script("POST", "/charge", Reply(200, {"id": "p-1"}, delay=0.4))
     saga = saga_create(checkout(participants))
-    runner = threading.Thread(target=drive, args=(worker, saga))
-    runner.start()
+    runner = in_thread(drive, worker, saga)
     wait_until(lambda: participants.received("POST", "/charge"))
 
     control.saga_cancel(saga_id=saga.id)
