@@ -13,6 +13,8 @@ import uuid
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger("sagas.engine")
 
@@ -61,15 +63,27 @@ class SagaLocks:
         return False if answer is None else answer
 
 
+def redis_client(*, host: str, port: int, db: int = 0, password: str = "", timeout: float):
+    """A client that fails fast: no built-in retries (the breaker above decides)."""
+    return redis.Redis(
+        host=host,
+        port=port,
+        db=db,
+        password=password or None,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def saga_locks_from_settings(ttl_seconds: float) -> SagaLocks:
     if not settings.REDIS_HOST:
         return SagaLocks(None, ttl_seconds)
-    client = redis.Redis(
+    client = redis_client(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
         db=settings.REDIS_DB,
-        password=settings.REDIS_PASSWORD or None,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        password=settings.REDIS_PASSWORD,
+        timeout=settings.REDIS_SOCKET_TIMEOUT,
     )
     return SagaLocks(client, ttl_seconds)
