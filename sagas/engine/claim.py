@@ -1,18 +1,19 @@
 """Claiming due work: one saga at a time, leased to one worker.
 
 Due: active, `next_attempt_at <= now`, and no live lease. On PostgreSQL the row is picked
-with `SELECT … FOR UPDATE SKIP LOCKED` (workers never queue on each other); on SQLite a
-compare-and-set on the old lease token does the same. Either way the new lease token is
-what fences every later write.
+with `SELECT … FOR UPDATE SKIP LOCKED` inside the leasing UPDATE (workers never queue on
+each other; pgsql.py); on SQLite a compare-and-set on the old lease token does the same.
+Either way the new lease token is what fences every later write.
 """
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Min, Q
 
+from sagas.engine import pgsql
 from sagas.engine.record import Lease
 from sagas.engine.transitions import SagaState
 from sagas.models import ACTIVE_STATUSES, SagaInstance
@@ -46,21 +47,18 @@ def saga_claim(*, owner: str, now: datetime, lease_seconds: float) -> Claimed | 
         "next_attempt_at": expires,
     }
     if connection.vendor == "postgresql":
-        with transaction.atomic():
-            saga = _due(now).select_for_update(skip_locked=True).first()
-            if saga is None:
-                return None
-            SagaInstance.objects.filter(id=saga.id).update(**lease_fields)
-    else:
-        saga = _due(now).first()
-        if saga is None:
-            return None
-        # Compare-and-set: only if nobody claimed it since we read it.
-        won = SagaInstance.objects.filter(
-            id=saga.id, lease_token=saga.lease_token, lease_expires_at=saga.lease_expires_at
-        ).update(**lease_fields)
-        if not won:
-            return None
+        # One statement: UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING.
+        row = pgsql.claim_row(owner=owner, token=token, now=now, expires=expires)
+        return None if row is None else _claimed(SagaInstance(**row), owner, token)
+    saga = _due(now).first()
+    if saga is None:
+        return None
+    # Compare-and-set: only if nobody claimed it since we read it.
+    won = SagaInstance.objects.filter(
+        id=saga.id, lease_token=saga.lease_token, lease_expires_at=saga.lease_expires_at
+    ).update(**lease_fields)
+    if not won:
+        return None
     return _claimed(saga, owner, token)
 
 

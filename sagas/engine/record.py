@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 
+from sagas.engine import pgsql
 from sagas.engine.participants import CallResult
 from sagas.engine.transitions import Call, SagaState
 from sagas.models import TERMINAL_STATUSES, Phase, SagaAttempt, SagaInstance, SagaStatus
@@ -91,22 +92,44 @@ def transition_record(
         and state.status not in TERMINAL_STATUSES
         and not state.cancel_requested
     )
+    if connection.vendor == "postgresql":
+        written = _write_one_statement(lease, fields, watch_cancel, closed, opened)
+    else:
+        written = _write_transaction(lease, fields, watch_cancel, closed, opened)
+    if written != 1:
+        fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
+        if watch_cancel and fenced.exists():
+            raise CancelRequested(str(lease.saga_id))
+        raise LeaseLost(str(lease.saga_id))
+    for event in _events(lease, before, state, closed):
+        event_emit(event)
+
+
+def _write_transaction(lease, fields, watch_cancel, closed, opened) -> int:
+    """The write as one short ORM transaction (SQLite; and the reference for pgsql.py)."""
     with transaction.atomic():
         fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
         if watch_cancel:
-            written = fenced.filter(cancel_requested=False).update(**fields)
-            if not written and fenced.exists():
-                raise CancelRequested(str(lease.saga_id))
-        else:
-            written = fenced.update(**fields)
-        if written != 1:
-            raise LeaseLost(str(lease.saga_id))
+            fenced = fenced.filter(cancel_requested=False)
+        if fenced.update(**fields) != 1:
+            return 0
         if closed is not None:
             _attempt_close(lease, closed)
         if opened is not None:
             _attempt_open(lease, opened)
-    for event in _events(lease, before, state, closed):
-        event_emit(event)
+    return 1
+
+
+def _write_one_statement(lease, fields, watch_cancel, closed, opened) -> int:
+    fields = {"lease_token": lease.token, "lease_owner": lease.owner} | fields
+    return pgsql.transition_write(
+        saga_id=lease.saga_id,
+        token=lease.token,
+        fields=fields,
+        watch_cancel=watch_cancel,
+        closed=_close_values(closed) if closed else None,
+        opened=_open_values(opened) if opened else None,
+    )
 
 
 def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
@@ -138,33 +161,44 @@ def _state_fields(state: SagaState, now: datetime) -> dict:
     }
 
 
-def _attempt_close(lease: Lease, closed: AttemptClose) -> None:
+def _close_values(closed: AttemptClose) -> dict:
     result = closed.result
+    return {
+        "step_index": closed.call.index,
+        "phase": str(closed.call.phase),
+        "attempt": closed.call.attempt,
+        "status_code": result.status_code,
+        "outcome": str(result.outcome),
+        "error": result.error,
+        "duration_ms": round(result.duration_ms, 3),
+    }
+
+
+def _open_values(opened: AttemptOpen) -> dict:
+    return {
+        "step": opened.step,
+        "step_index": opened.call.index,
+        "phase": str(opened.call.phase),
+        "attempt": opened.call.attempt,
+        "method": opened.method,
+        "url": opened.url,
+        "started_at": opened.started_at,
+    }
+
+
+def _attempt_close(lease: Lease, closed: AttemptClose) -> None:
+    values = _close_values(closed)
     SagaAttempt.objects.filter(
         saga_id=lease.saga_id,
-        step_index=closed.call.index,
-        phase=closed.call.phase,
-        attempt=closed.call.attempt,
+        step_index=values.pop("step_index"),
+        phase=values.pop("phase"),
+        attempt=values.pop("attempt"),
         outcome__isnull=True,
-    ).update(
-        status_code=result.status_code,
-        outcome=result.outcome,
-        error=result.error,
-        duration_ms=round(result.duration_ms, 3),
-    )
+    ).update(**values)
 
 
 def _attempt_open(lease: Lease, opened: AttemptOpen) -> None:
-    SagaAttempt.objects.create(
-        saga_id=lease.saga_id,
-        step=opened.step,
-        step_index=opened.call.index,
-        phase=opened.call.phase,
-        attempt=opened.call.attempt,
-        method=opened.method,
-        url=opened.url,
-        started_at=opened.started_at,
-    )
+    SagaAttempt.objects.create(saga_id=lease.saga_id, **_open_values(opened))
 
 
 def _events(lease: Lease, before: str, state: SagaState, closed: AttemptClose | None):
