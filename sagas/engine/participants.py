@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+import urllib3
 
 from sagas.engine.retry import parse_retry_after
 from sagas.models import Outcome
@@ -100,18 +98,16 @@ def status_error(status_code: int, body: Any, location: str | None) -> str:
 _local = threading.local()
 
 
-def session() -> requests.Session:
-    """One Session per thread: keep-alive connections to participants are reused."""
-    current = getattr(_local, "session", None)
-    if current is None:
-        current = requests.Session()
-        # No proxy/netrc lookups per call (they cost CPU and are not part of the contract).
-        current.trust_env = False
-        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
-        current.mount("http://", adapter)
-        current.mount("https://", adapter)
-        _local.session = current
-    return current
+def http_pool() -> urllib3.PoolManager:
+    """One connection pool per thread: keep-alive connections to participants are reused.
+
+    urllib3 directly (what requests is built on): a third of requests' CPU per call, and
+    no proxy or netrc lookups, which are not part of the contract.
+    """
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = urllib3.PoolManager(num_pools=32, maxsize=4, retries=False)
+    return pool
 
 
 def participant_call(request: ParticipantRequest, *, max_bytes: int) -> CallResult:
@@ -119,12 +115,12 @@ def participant_call(request: ParticipantRequest, *, max_bytes: int) -> CallResu
     started = time.monotonic()
     try:
         status_code, body, headers = _exchange(request, max_bytes=max_bytes, started=started)
-    except _TimedOut:
-        return _failed("timeout", f"timed out after {request.timeout:g} s", started)
-    except (requests.ConnectionError, ProtocolError, OSError) as exc:
+    except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
         return _failed("connection", f"connection failed: {_short(exc)}", started)
-    except requests.RequestException as exc:
-        return _failed("connection", f"request failed: {_short(exc)}", started)
+    except (urllib3.exceptions.TimeoutError, TimeoutError):
+        return _failed("timeout", f"timed out after {request.timeout:g} s", started)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return _failed("connection", f"connection failed: {_short(exc)}", started)
     outcome, uncertain = classify(status_code)
     duration_ms = (time.monotonic() - started) * 1000
     if outcome == Outcome.SUCCEEDED:
@@ -140,45 +136,36 @@ def participant_call(request: ParticipantRequest, *, max_bytes: int) -> CallResu
     )
 
 
-class _TimedOut(Exception):
-    pass
-
-
 def _exchange(request: ParticipantRequest, *, max_bytes: int, started: float):
-    try:
-        response = session().request(
-            request.method,
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            timeout=(request.timeout, request.timeout),
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.Timeout:
-        raise _TimedOut
+    response = http_pool().request(
+        request.method,
+        request.url,
+        body=request.body,
+        headers=request.headers,
+        timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
+        redirect=False,
+        retries=False,
+        preload_content=False,
+    )
     try:
         raw = _read_capped(response, max_bytes=max_bytes, deadline=started + request.timeout)
-        return response.status_code, parse_body(raw), response.headers
+        return response.status, parse_body(raw), response.headers
     finally:
-        response.close()
+        response.release_conn()
 
 
-def _read_capped(response: requests.Response, *, max_bytes: int, deadline: float) -> bytes:
-    """The body up to `max_bytes` (the rest is dropped with the connection)."""
+def _read_capped(response: urllib3.BaseHTTPResponse, *, max_bytes: int, deadline: float) -> bytes:
+    """The body up to `max_bytes`; a longer one is cut and its connection dropped."""
     chunks, size = [], 0
-    try:
-        for chunk in response.iter_content(CHUNK_BYTES):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                return b"".join(chunks)[:max_bytes]
-            if time.monotonic() > deadline:
-                raise _TimedOut
-    except (requests.Timeout, ReadTimeoutError, requests.exceptions.ConnectionError) as exc:
-        if "timed out" in str(exc).lower() or isinstance(exc, requests.Timeout | ReadTimeoutError):
-            raise _TimedOut
-        raise
+    for chunk in response.stream(CHUNK_BYTES):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            response.close()
+            return b"".join(chunks)[:max_bytes]
+        if time.monotonic() > deadline:
+            response.close()
+            raise TimeoutError
     return b"".join(chunks)
 
 

@@ -16,6 +16,7 @@ from sagas.engine.locks import SagaLocks, lock_key, redis_client
 from sagas.engine.wakeup import wake_workers
 from sagas.engine.worker import Worker
 from sagas.models import SagaInstance, WorkerHeartbeat
+from tests.e2e.workers import free_port
 from tests.participants import Reply
 from tests.saga_builders import (
     attempts,
@@ -206,3 +207,15 @@ def test_running_worker_wakes_on_notify_heartbeats_and_stops_cleanly(participant
     runner.join(timeout=5)
     assert not runner.is_alive()
     assert not WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists()
+
+
+def test_a_refused_connection_is_retryable_and_uncertain(worker):
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    definition = definition_create(
+        [step("one", call(f"{url}/one"), call(f"{url}/undo"), retry={"max_attempts": 2})]
+    )
+    done = drive(worker, saga_create(definition))
+    assert done.steps[0]["attempts"] == 2
+    assert done.error["message"].startswith("connection failed")
+    assert done.steps[0]["status"] == "compensation_failed"  # its undo is refused too
