@@ -3,6 +3,7 @@
 import collections
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -184,3 +185,23 @@ def _pings(client) -> bool:
         return client.ping()
     except redis.RedisError:
         return False
+
+
+def test_the_worker_refuses_to_start_without_production_secrets():
+    from tests.e2e.workers import ROOT, worker_env
+
+    env = worker_env(
+        DEBUG="False",
+        SECRET_KEY="your-super-secret-key-change-in-production",
+        SAGA_API_KEY="your-saga-api-key",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_saga_worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr and "SAGA_API_KEY" in result.stderr
