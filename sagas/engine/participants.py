@@ -6,21 +6,23 @@ A timeout, a connection error or a 5xx is also *uncertain*: the call may have ta
 effect, so a step whose retries run out that way is compensated.
 """
 
+import http.client
 import json
+import select
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import urllib3
+from urllib.parse import urlsplit
 
 from sagas.engine.retry import parse_retry_after
 from sagas.models import Outcome
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 ERROR_TEXT_CHARS = 300
-CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,28 +100,59 @@ def status_error(status_code: int, body: Any, location: str | None) -> str:
 _local = threading.local()
 
 
-def http_pool() -> urllib3.PoolManager:
-    """One connection pool per thread: keep-alive connections to participants are reused.
+def _connection(scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+    """The calling thread's keep-alive connection to one participant origin.
 
-    urllib3 directly (what requests is built on): a third of requests' CPU per call, and
-    no proxy or netrc lookups, which are not part of the contract.
+    The standard library's client: one send and one receive per call (a third of the CPU
+    of urllib3, a fifth of requests'), no proxy or netrc lookups, no redirects.
     """
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = urllib3.PoolManager(num_pools=32, maxsize=4, retries=False)
-    return pool
+    connections = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = {}
+    key = (scheme, host, port)
+    conn = connections.get(key)
+    if conn is not None and conn.sock is not None and _dropped(conn.sock):
+        conn.close()  # the participant closed the idle keep-alive connection
+    if conn is None:
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, context=_tls_context())
+        else:
+            conn = http.client.HTTPConnection(host, port)
+        connections[key] = conn
+    return conn
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """An idle connection that is readable has been closed by its peer."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = getattr(_local, "tls", None)
+    if context is None:
+        context = _local.tls = ssl.create_default_context()
+    return context
 
 
 def participant_call(request: ParticipantRequest, *, max_bytes: int) -> CallResult:
     """Make one call (no redirects, bounded time, body read up to `max_bytes`) and classify it."""
     started = time.monotonic()
+    url = urlsplit(request.url)
+    conn = _connection(url.scheme, url.hostname, url.port)
     try:
-        status_code, body, headers = _exchange(request, max_bytes=max_bytes, started=started)
-    except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
-        return _failed("connection", f"connection failed: {_short(exc)}", started)
-    except (urllib3.exceptions.TimeoutError, TimeoutError):
+        status_code, body, headers = _exchange(conn, url, request, max_bytes, started)
+    except TimeoutError:
+        conn.close()
         return _failed("timeout", f"timed out after {request.timeout:g} s", started)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+    except (http.client.InvalidURL, ValueError) as exc:
+        conn.close()  # refused before sending (bad characters in the URL or a header)
+        return permanent_failure(f"invalid request: {_short(exc)}")
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
         return _failed("connection", f"connection failed: {_short(exc)}", started)
     outcome, uncertain = classify(status_code)
     duration_ms = (time.monotonic() - started) * 1000
@@ -136,37 +169,23 @@ def participant_call(request: ParticipantRequest, *, max_bytes: int) -> CallResu
     )
 
 
-def _exchange(request: ParticipantRequest, *, max_bytes: int, started: float):
-    response = http_pool().request(
-        request.method,
-        request.url,
-        body=request.body,
-        headers=request.headers,
-        timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
-        redirect=False,
-        retries=False,
-        preload_content=False,
-    )
-    try:
-        raw = _read_capped(response, max_bytes=max_bytes, deadline=started + request.timeout)
-        return response.status, parse_body(raw), response.headers
-    finally:
-        response.release_conn()
-
-
-def _read_capped(response: urllib3.BaseHTTPResponse, *, max_bytes: int, deadline: float) -> bytes:
-    """The body up to `max_bytes`; a longer one is cut and its connection dropped."""
-    chunks, size = [], 0
-    for chunk in response.stream(CHUNK_BYTES):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            response.close()
-            return b"".join(chunks)[:max_bytes]
-        if time.monotonic() > deadline:
-            response.close()
-            raise TimeoutError
-    return b"".join(chunks)
+def _exchange(conn, url, request: ParticipantRequest, max_bytes: int, started: float):
+    conn.timeout = request.timeout  # connect, and each send/receive
+    if conn.sock is not None:
+        conn.sock.settimeout(request.timeout)
+    target = url.path or "/"
+    if url.query:
+        target = f"{target}?{url.query}"
+    # Header values from templates may be non-ASCII: sent as UTF-8 bytes.
+    headers = {k: v if v.isascii() else v.encode() for k, v in request.headers.items()}
+    conn.request(request.method, target, body=request.body, headers=headers)
+    response = conn.getresponse()
+    raw = response.read(max_bytes + 1)
+    if len(raw) > max_bytes or response.will_close:
+        conn.close()  # the rest of a too-long body is dropped with the connection
+    if time.monotonic() - started > request.timeout:
+        raise TimeoutError
+    return response.status, parse_body(raw[:max_bytes]), response.headers
 
 
 def _failed(failure: str, message: str, started: float) -> CallResult:

@@ -219,3 +219,19 @@ def test_a_refused_connection_is_retryable_and_uncertain(worker):
     assert done.steps[0]["attempts"] == 2
     assert done.error["message"].startswith("connection failed")
     assert done.steps[0]["status"] == "compensation_failed"  # its undo is refused too
+
+
+def test_non_ascii_header_values_are_sent_and_bad_urls_fail_permanently(participants, worker):
+    url = participants.url
+    definition = definition_create(
+        [
+            step("one", call(url("/one"), headers={"X-Name": "${input.name}"})),
+            step("two", call(url("/two with space")), call(url("/undo"))),
+        ]
+    )
+    done = drive(worker, saga_create(definition, {"name": "Zoë"}))
+    (one,) = participants.received("POST", "/one")
+    assert one.header("X-Name").encode("latin-1").decode() == "Zoë"
+    assert done.status == "compensated"
+    assert done.steps[1]["status"] == "failed"
+    assert done.error["message"].startswith("invalid request")
