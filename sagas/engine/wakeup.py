@@ -19,6 +19,7 @@ from django.utils import timezone
 logger = logging.getLogger("sagas.engine")
 
 CHANNEL = "saga_wake"
+KEEPALIVE_SECONDS = 30.0
 
 
 def wake_workers() -> None:
@@ -121,10 +122,18 @@ class WakeupListener(threading.Thread):
             conn.autocommit = True
             conn.cursor().execute(f"LISTEN {CHANNEL}")
             self.wakeups.notify_all()  # anything sent while we were not listening
+            quiet = 0.0
             while not self.stopping.is_set():
                 ready, _, _ = select.select([conn], [], [], 1.0)
                 if not ready:
+                    quiet += 1.0
+                    if quiet >= KEEPALIVE_SECONDS:
+                        # A silently dead connection would never say so: ask, and
+                        # reconnect (in run()) if the question fails.
+                        conn.cursor().execute("SELECT 1")
+                        quiet = 0.0
                     continue
+                quiet = 0.0
                 conn.poll()
                 if conn.notifies:
                     count = len(conn.notifies)

@@ -92,3 +92,30 @@ def test_every_event_is_one_saga_log_line_and_reaches_the_listeners(participants
     assert [e["event"] for e in events] == ["started", "call", "call", "finished"]
     assert json.dumps(events)  # plain data, ready for a metrics hook
     assert [a.outcome for a in attempts(saga)] == ["retryable_error", "succeeded"]
+
+
+def test_wake_workers_inside_a_transaction_is_delivered_at_commit():
+    import select
+
+    import psycopg2
+    from django.db import connection, transaction
+
+    from sagas.engine.wakeup import CHANNEL, wake_workers
+
+    params = connection.settings_dict
+    listener = psycopg2.connect(
+        dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"]
+    )
+    try:
+        listener.autocommit = True
+        listener.cursor().execute(f"LISTEN {CHANNEL}")
+        with transaction.atomic():
+            wake_workers()
+            time.sleep(0.1)
+            listener.poll()
+            assert listener.notifies == []  # not before the commit
+        select.select([listener], [], [], 2.0)
+        listener.poll()
+        assert [n.channel for n in listener.notifies] == [CHANNEL]
+    finally:
+        listener.close()
