@@ -99,7 +99,6 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
                 state.cancel_requested = True  # nothing was written: decide again
                 continue
             before = state.status
-            closed = None
             result = request if isinstance(request, CallResult) else _send(request)
             state = call_settle(state, plan, call, result, timezone.now(), _jitter())
             closed = AttemptClose(call, plan.steps[call.index].name, result)

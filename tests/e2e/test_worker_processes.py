@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from sagas.engine.wakeup import wake_workers
-from sagas.models import SagaInstance, WorkerHeartbeat
+from sagas.models import SagaAttempt, SagaInstance, WorkerHeartbeat
 from tests.e2e.workers import WorkerProcess, free_port
 from tests.participants import ParticipantServer, Reply
 from tests.saga_builders import (
@@ -79,6 +79,9 @@ def test_two_workers_on_200_sagas_never_call_an_action_twice(participants, worke
     counts = collections.Counter(r.header("Idempotency-Key") for r in participants.received())
     assert len(counts) == 400
     assert set(counts.values()) == {1}
+    # Every call the participants saw is one attempt in the logs, and vice versa.
+    assert SagaAttempt.objects.filter(saga__in=sagas, outcome="succeeded").count() == 400
+    assert SagaAttempt.objects.filter(saga__in=sagas).count() == 400
     assert "SAGA call" in first.log() and "SAGA call" in second.log()  # both took part
 
 

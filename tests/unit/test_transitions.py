@@ -228,3 +228,13 @@ def test_terminal_sagas_have_nothing_to_do():
     state, _ = run(new_state(p), p, [OK, OK, OK])
     again, call = decide(state, p, NOW + timedelta(days=1))
     assert call is None and again.status == "completed"
+
+
+def test_compensations_are_retried_on_any_non_2xx_outcome_even_a_4xx():
+    p = plan(comp_attempts=3)
+    state, calls = run(new_state(p), p, [OK, REJECTED, REJECTED, OK])
+    assert [(c.phase, c.index, c.attempt) for c in calls[2:]] == [
+        ("compensation", 0, 1),
+        ("compensation", 0, 2),
+    ]
+    assert state.status == "compensated"
