@@ -46,14 +46,18 @@ def main() -> int:
     if os.environ.get("DEMO_PARTICIPANTS", "1") != "0":
         commands.append([PYTHON, "scripts/demo_participants.py"])
         print("  demo participants on http://127.0.0.1:8009 (README: Development)", flush=True)
+    stopping = []
+    # Ctrl-C or SIGTERM: stop the children in order (set explicitly: a shell that starts
+    # us in the background would otherwise have us ignore SIGINT).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.append(True))
     children = [subprocess.Popen(command, cwd=ROOT) for command in commands]
     try:
-        # Serve until Ctrl-C, or until any child exits (then stop the others).
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        return next(child.returncode for child in children if child.poll() is not None)
-    except KeyboardInterrupt:
-        return 0
+        # Serve until a signal, or until any child exits (then stop the others).
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        exited = [child.returncode for child in children if child.poll() is not None]
+        return 0 if stopping or not exited else exited[0]
     finally:
         stop(children)
 

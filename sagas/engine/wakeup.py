@@ -67,13 +67,16 @@ class Wakeups:
                 self._due_at = when
                 self._cond.notify()  # one sleeper recomputes its timeout
 
-    def wait(self) -> None:
-        """Sleep until a notification, the earliest known due time, or the poll interval."""
+    def wait(self) -> bool:
+        """Sleep until a notification (True), or the earliest known due time or the poll
+        interval (False)."""
         with self._cond:
             if self._tokens == 0:
                 self._cond.wait(self._timeout())
             if self._tokens > 0:
                 self._tokens -= 1
+                return True
+            return False
 
     def _timeout(self) -> float:
         timeout = self.poll_seconds

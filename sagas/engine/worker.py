@@ -132,11 +132,18 @@ class Worker:
             _connection_drop()
 
     def _idle(self) -> None:
-        try:
-            self.wakeups.due(next_due_at())
-        except DB_ERRORS:
-            _connection_drop()
-        self.wakeups.wait()
+        """Sleep until work may be due: one cheap look per wake, not a claim attempt."""
+        while not self.stopping.is_set():
+            try:
+                due = next_due_at()
+            except DB_ERRORS:
+                _connection_drop()
+                return
+            self.wakeups.due(due)  # (one already due still gets a 5 ms pause: no spinning)
+            if self.wakeups.wait():
+                return  # woken: new work was announced
+            if due is not None and due <= timezone.now():
+                return  # its time has come: claim it
 
     def stop(self) -> None:
         """Stop claiming; called from a signal handler, so it only sets flags."""
