@@ -23,6 +23,10 @@ venv: $(BIN)/.installed
 run: venv
 	DEBUG=$${DEBUG:-True} $(BIN)/python scripts/run_local.py
 
+# The demo participants alone (make run starts them too), on :8009 or DEMO_PORT.
+demo: venv
+	$(BIN)/python scripts/demo_participants.py
+
 test: venv tools
 	$(TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} $(PYTEST_ARGS)
 

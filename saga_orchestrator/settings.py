@@ -244,7 +244,10 @@ SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimu
 # so Django's own check cannot turn a start request into a 400 before the API's 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SAGA_MAX_INPUT_BYTES)
 SAGA_RETENTION_DAYS = env_int("SAGA_RETENTION_DAYS", 30, minimum=1)
-SAGA_WORKER_POLL_SECONDS = env_float("SAGA_WORKER_POLL_SECONDS", 1.0, minimum=0.01)
+# PostgreSQL wakes workers with NOTIFY (polling is the safety net); SQLite has only polling.
+SAGA_WORKER_POLL_SECONDS = env_float(
+    "SAGA_WORKER_POLL_SECONDS", 1.0 if DB_HOST else 0.1, minimum=0.01
+)
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 # Default call timeout of a step (the definition may override per call).
 SAGA_CALL_TIMEOUT = 30.0

@@ -94,6 +94,9 @@ class SagaInstance(models.Model):
     #   "status_code", "error"}] in definition order.
     steps = models.JSONField(default=list)
     error = models.JSONField(null=True, blank=True)
+    # Why the saga compensates (engine-internal): the final `error` once compensation ends,
+    # kept apart because `error` says compensation_failed while the saga waits in `failed`.
+    cause = models.JSONField(null=True, blank=True)
 
     # Engine cursor: which step and phase runs next, and how many attempts it has had.
     current_step = models.IntegerField(default=0)

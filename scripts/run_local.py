@@ -1,12 +1,16 @@
 """`make run`: migrate, load the examples, and serve on :8008 with the embedded default.
 
-Starts the API (Gunicorn with gunicorn.conf.py) as a child process and stops it on Ctrl-C.
+Starts as child processes the API (Gunicorn with gunicorn.conf.py), one saga worker
+(`manage.py run_saga_worker`) and the demo participants of the example checkout saga
+(scripts/demo_participants.py on :8009; DEMO_PARTICIPANTS=0 leaves them out), and stops
+them all on Ctrl-C or when one of them exits.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,21 +47,38 @@ def main() -> int:
     print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)
     print(f"  client key   X-API-Key: {settings.SAGA_API_KEY}", flush=True)
     print(f"  internal key X-API-Key: {settings.INTERNAL_API_KEY}", flush=True)
-    children = [
-        subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "saga_orchestrator.wsgi"], cwd=ROOT
-        ),
+    commands = [
+        [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "saga_orchestrator.wsgi"],
+        [PYTHON, "manage.py", "run_saga_worker", "--concurrency", "2", "--grace-seconds", "10"],
     ]
+    if os.environ.get("DEMO_PARTICIPANTS", "1") != "0":
+        commands.append([PYTHON, "scripts/demo_participants.py"])
+        print("  demo participants on http://127.0.0.1:8009 (README: Development)", flush=True)
+    stopping = []
+    # Ctrl-C or SIGTERM: stop the children in order (set explicitly: a shell that starts
+    # us in the background would otherwise have us ignore SIGINT).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    children = [subprocess.Popen(command, cwd=ROOT) for command in commands]
     try:
-        return children[0].wait()
-    except KeyboardInterrupt:
-        return 0
+        # Serve until a signal, or until any child exits (then stop the others).
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        exited = [child.returncode for child in children if child.poll() is not None]
+        return 0 if stopping or not exited else exited[0]
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
+        stop(children)
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
             child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 if __name__ == "__main__":

@@ -79,13 +79,23 @@ def lookup(context: dict, path: str, *, lenient_steps: bool = False) -> Any:
     for depth, part in enumerate(parts):
         value = _child(value, part)
         if value is _MISSING:
-            if lenient_steps and parts[0] == "steps" and depth == 1:
+            if lenient_steps and _never_returned(context, parts):
                 return None  # the step never returned a response (uncertain outcome)
             missing = ".".join(parts[: depth + 1])
             raise TemplateError(
                 path, f"placeholder ${{{path}}} does not resolve: {missing} is missing"
             )
     return value
+
+
+def _never_returned(context: dict, parts: list[str]) -> bool:
+    """`parts` is steps.<step>.response… and that step has no response (or none at all)."""
+    if parts[0] != "steps" or len(parts) < 2:
+        return False
+    returned = context.get("steps", {}).get(parts[1])
+    if returned is None:
+        return True
+    return len(parts) > 2 and parts[2] == "response" and returned.get("response") is None
 
 
 def _child(value: Any, part: str) -> Any:
@@ -121,6 +131,18 @@ def render(value: Any, context: dict, *, lenient_steps: bool = False, url: bool 
         return quote(text, safe="") if url else text
 
     return PLACEHOLDER.sub(substitute, value)
+
+
+def render_headers(headers: dict, context: dict, *, lenient_steps: bool = False) -> dict:
+    """Header values as text; a value that would carry a line break is refused
+    (it could smuggle a header or a second request)."""
+    rendered = {}
+    for name, value in headers.items():
+        text = as_text(render(value, context, lenient_steps=lenient_steps))
+        if any(char in text for char in "\r\n\x00"):
+            raise TemplateError(name, f"header {name} would contain a line break")
+        rendered[name] = text
+    return rendered
 
 
 def context_for(saga_id: str, definition: str, saga_input: dict, steps: list[dict]) -> dict:

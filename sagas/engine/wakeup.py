@@ -1,14 +1,154 @@
 """Wake idle workers when work becomes due, so pickup takes milliseconds, not a poll.
 
-Best effort: polling is the safety net, so a failed wake-up is only logged.
+PostgreSQL LISTEN/NOTIFY carries the signal: `wake_workers()` sends a NOTIFY (delivered
+when the sending transaction commits, so a worker never wakes before the saga is visible),
+and each worker process keeps one listening connection that wakes one idle thread per
+notification. Polling (SAGA_WORKER_POLL_SECONDS) remains the safety net; on SQLite it is
+the only mechanism, with a short default interval.
 """
 
 import logging
+import select
+import threading
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 logger = logging.getLogger("sagas.engine")
 
+CHANNEL = "saga_wake"
+KEEPALIVE_SECONDS = 30.0
+
 
 def wake_workers() -> None:
-    """Tell idle workers that a saga became due (called after the commit that made it so)."""
-    # The engine's worker subscribes to this; until it exists, polling picks work up.
-    logger.debug("wake workers")
+    """Tell idle workers that a saga became due. Best effort: polling is the safety net."""
+    if connection.vendor != "postgresql":
+        return
+    try:
+        if connection.in_atomic_block:
+            # A savepoint, so a failed NOTIFY cannot break the caller's transaction.
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    except DatabaseError as exc:
+        logger.warning("could not wake workers: %s", exc)
+
+
+class Wakeups:
+    """Where idle worker threads wait: for a notification, a known due time, or the poll."""
+
+    def __init__(self, *, poll_seconds: float, capacity: int):
+        self.poll_seconds = poll_seconds
+        self.capacity = capacity
+        self._cond = threading.Condition()
+        self._tokens = 0
+        self._due_at: datetime | None = None
+
+    def notify(self, count: int = 1) -> None:
+        with self._cond:
+            self._tokens = min(self.capacity, self._tokens + count)
+            self._cond.notify(count)
+
+    def notify_all(self) -> None:
+        with self._cond:
+            self._tokens = self.capacity
+            self._cond.notify_all()
+
+    def due(self, when: datetime | None) -> None:
+        """Remember that work becomes due at `when` (a retry this process scheduled)."""
+        if when is None:
+            return
+        with self._cond:
+            if self._due_at is None or when < self._due_at:
+                self._due_at = when
+                self._cond.notify()  # one sleeper recomputes its timeout
+
+    def wait(self) -> bool:
+        """Sleep until a notification (True), or the earliest known due time or the poll
+        interval (False)."""
+        with self._cond:
+            if self._tokens == 0:
+                self._cond.wait(self._timeout())
+            if self._tokens > 0:
+                self._tokens -= 1
+                return True
+            return False
+
+    def _timeout(self) -> float:
+        timeout = self.poll_seconds
+        if self._due_at is not None:
+            until = (self._due_at - timezone.now()).total_seconds()
+            if until <= 0:
+                self._due_at = None
+            # A floor, so that work being claimed by another thread right now is no spin.
+            timeout = min(timeout, max(until, 0.005))
+        return timeout
+
+
+class WakeupListener(threading.Thread):
+    """LISTEN on a dedicated connection; each notification wakes one idle thread."""
+
+    def __init__(self, wakeups: Wakeups, stopping: threading.Event):
+        super().__init__(name="saga-wakeup-listener", daemon=True)
+        self.wakeups = wakeups
+        self.stopping = stopping
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._listen()
+                backoff = 0.5
+            except Exception as exc:  # a lost connection: reconnect; polling covers the gap
+                logger.warning("wake-up listener reconnecting: %s", exc)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _listen(self) -> None:
+        import psycopg2
+
+        db = settings.DATABASES["default"]
+        conn = psycopg2.connect(
+            dbname=db["NAME"],
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=db["PORT"],
+            connect_timeout=settings.DB_CONNECT_TIMEOUT,
+            application_name="saga-worker-listener",
+        )
+        try:
+            conn.autocommit = True
+            conn.cursor().execute(f"LISTEN {CHANNEL}")
+            self.wakeups.notify_all()  # anything sent while we were not listening
+            quiet = 0.0
+            while not self.stopping.is_set():
+                ready, _, _ = select.select([conn], [], [], 1.0)
+                if not ready:
+                    quiet += 1.0
+                    if quiet >= KEEPALIVE_SECONDS:
+                        # A silently dead connection would never say so: ask, and
+                        # reconnect (in run()) if the question fails.
+                        conn.cursor().execute("SELECT 1")
+                        quiet = 0.0
+                    continue
+                quiet = 0.0
+                conn.poll()
+                if conn.notifies:
+                    count = len(conn.notifies)
+                    conn.notifies.clear()
+                    self.wakeups.notify(count)
+        finally:
+            conn.close()
+
+
+def listener_start(wakeups: Wakeups, stopping: threading.Event) -> WakeupListener | None:
+    if connection.vendor != "postgresql":
+        return None
+    listener = WakeupListener(wakeups, stopping)
+    listener.start()
+    return listener

@@ -1,0 +1,69 @@
+"""The HTTP request of a call, from its definition and the saga's data. Pure.
+
+Headers on every call: Content-Type, an Idempotency-Key that is the same on every retry of
+the call (`<saga id>:<step>:<action|compensation>`), X-Saga-Id, X-Saga-Step, X-Request-ID.
+"""
+
+import json
+
+from sagas.engine.hosts import url_problem
+from sagas.engine.participants import CallResult, ParticipantRequest, permanent_failure
+from sagas.engine.plan import SagaPlan
+from sagas.engine.templates import TemplateError, context_for, render, render_headers
+from sagas.engine.transitions import Call
+from sagas.models import Phase
+
+OWN_HEADERS = ("content-type", "idempotency-key", "x-saga-id", "x-saga-step", "x-request-id")
+
+
+def idempotency_key(saga_id: str, step: str, phase: str) -> str:
+    return f"{saga_id}:{step}:{phase}"
+
+
+def call_spec(plan: SagaPlan, call: Call) -> dict:
+    step = plan.steps[call.index]
+    return step.action if call.phase == Phase.ACTION else step.compensation
+
+
+def call_prepare(
+    *,
+    plan: SagaPlan,
+    call: Call,
+    saga_id: str,
+    saga_input: dict,
+    steps: list[dict],
+    request_id: str,
+    allowed_hosts: list[str],
+) -> ParticipantRequest | CallResult:
+    """The request to send, or the permanent failure that stops it from being sent."""
+    spec = call_spec(plan, call)
+    name = plan.steps[call.index].name
+    # A compensation may refer to a response its (uncertain) step never returned: null.
+    lenient = call.phase == Phase.COMPENSATION
+    context = context_for(saga_id, plan.definition, saga_input, steps)
+    try:
+        url = render(spec["url"], context, lenient_steps=lenient, url=True)
+        headers = render_headers(spec.get("headers") or {}, context, lenient_steps=lenient)
+        body = render(spec.get("body"), context, lenient_steps=lenient)
+    except TemplateError as exc:
+        return permanent_failure(str(exc))
+    problem = url_problem(url, allowed_hosts) if isinstance(url, str) else "is not a string"
+    if problem:
+        return permanent_failure(f"URL {problem}")
+    headers = {k: v for k, v in headers.items() if k.lower() not in OWN_HEADERS}
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(saga_id, name, call.phase),
+            "X-Saga-Id": saga_id,
+            "X-Saga-Step": name,
+            "X-Request-ID": request_id,
+        }
+    )
+    return ParticipantRequest(
+        method=spec["method"].upper(),
+        url=url,
+        headers=headers,
+        body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+        timeout=float(spec.get("timeout_seconds") or plan.call_timeout),
+    )

@@ -1,0 +1,173 @@
+"""Runs one claimed saga as far as it can go now: call after call, each transition
+committed (fenced) before the next call starts, never a call inside a transaction.
+
+Stops when the saga finishes, waits (a retry is scheduled in the database, the lease is
+released, no thread sleeps through a backoff), loses its lease, or the worker stops.
+"""
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from saga_orchestrator.request_context import reset_request_id, set_request_id
+from sagas.engine.calls import call_prepare, call_spec
+from sagas.engine.claim import Claimed
+from sagas.engine.participants import CallResult, ParticipantRequest, participant_call
+from sagas.engine.plan import SagaPlan, plan_build, steps_initial
+from sagas.engine.record import (
+    AttemptClose,
+    AttemptOpen,
+    CancelRequested,
+    Lease,
+    LeaseLost,
+    transition_record,
+)
+from sagas.engine.transitions import (
+    INTERRUPTED,
+    call_interrupted,
+    call_settle,
+    call_start,
+    decide,
+)
+from sagas.models import SagaDefinition
+
+logger = logging.getLogger("sagas.engine")
+
+
+class PlanCache:
+    """Definitions are immutable: each is read once per process."""
+
+    def __init__(self):
+        self._plans: dict[int, SagaPlan] = {}
+
+    def get(self, definition_id: int) -> SagaPlan:
+        plan = self._plans.get(definition_id)
+        if plan is None:
+            definition = SagaDefinition.objects.get(id=definition_id)
+            plan = plan_build(
+                definition=definition.name,
+                steps=definition.steps,
+                retry_attempts=settings.SAGA_RETRY_ATTEMPTS,
+                retry_delay=settings.SAGA_RETRY_DELAY,
+                compensation_attempts=settings.SAGA_COMPENSATION_RETRY_ATTEMPTS,
+                call_timeout=settings.SAGA_CALL_TIMEOUT,
+            )
+            self._plans[definition_id] = plan
+        return plan
+
+
+@dataclass
+class Runtime:
+    owner: str
+    lease_seconds: float
+    plans: PlanCache
+    stopping: Callable[[], bool] = lambda: False
+    # Told when a released saga becomes due again (idle threads wake for it).
+    released: Callable[[datetime | None], None] = lambda due: None
+
+
+def saga_run(claimed: Claimed, runtime: Runtime) -> None:
+    """Advance the saga until it finishes or waits; LeaseLost ends it quietly."""
+    lease, state = claimed.lease, claimed.state
+    plan = runtime.plans.get(claimed.definition_id)
+    if not state.steps:
+        state.steps = steps_initial([{"name": step.name} for step in plan.steps])
+    before, closed = state.status, None
+    interrupted = call_interrupted(state)
+    if interrupted is not None:
+        # A worker died mid-call: the outcome is unknown, so the call is sent again
+        # (same Idempotency-Key) if attempts remain, else the step is compensated.
+        state = call_settle(state, plan, interrupted, INTERRUPTED, timezone.now(), _jitter())
+        closed = AttemptClose(interrupted, plan.steps[interrupted.index].name, INTERRUPTED)
+    try:
+        while True:
+            state, call = decide(state, plan, timezone.now())
+            try:
+                if call is None or runtime.stopping() or lease.lost:
+                    _hand_back(lease, before, state, closed, call, runtime)
+                    return
+                state, request = _call_open(
+                    lease, before, state, plan, call, closed, claimed, runtime
+                )
+            except CancelRequested:
+                state.cancel_requested = True  # nothing was written: decide again
+                continue
+            before = state.status
+            result = request if isinstance(request, CallResult) else _send(request)
+            state = call_settle(state, plan, call, result, timezone.now(), _jitter())
+            closed = AttemptClose(call, plan.steps[call.index].name, result)
+    except LeaseLost:
+        logger.info("lease lost, leaving the saga to its new holder", extra=_ids(lease))
+
+
+def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
+    """Record the attempt (and the previous one's outcome) before the call is made."""
+    now = timezone.now()
+    request_id = uuid.uuid4().hex
+    request = call_prepare(
+        plan=plan,
+        call=call,
+        saga_id=str(lease.saga_id),
+        saga_input=claimed.saga_input,
+        steps=state.steps,
+        request_id=request_id,
+        allowed_hosts=settings.SAGA_ALLOWED_HOSTS,
+    )
+    spec = call_spec(plan, call)
+    state = call_start(state, call, now)
+    opened = AttemptOpen(
+        call=call,
+        step=plan.steps[call.index].name,
+        method=spec["method"].upper(),
+        url=request.url if isinstance(request, ParticipantRequest) else str(spec["url"]),
+        started_at=now,
+    )
+    transition_record(
+        lease=lease,
+        before=before,
+        state=state,
+        now=now,
+        lease_seconds=runtime.lease_seconds,
+        closed=closed,
+        opened=opened,
+    )
+    return state, request
+
+
+def _send(request: ParticipantRequest) -> CallResult:
+    token = set_request_id(request.headers["X-Request-ID"])
+    try:
+        return participant_call(request, max_bytes=settings.SAGA_MAX_RESPONSE_BYTES)
+    finally:
+        reset_request_id(token)
+
+
+def _hand_back(lease, before, state, closed, call, runtime) -> None:
+    """Persist the settled state and release the lease (finished, waiting, or stopping)."""
+    now = timezone.now()
+    if call is not None:
+        state.next_attempt_at = now  # stopping: due at once for another worker
+    transition_record(
+        lease=lease,
+        before=before,
+        state=state,
+        now=now,
+        lease_seconds=runtime.lease_seconds,
+        closed=closed,
+        release=True,
+    )
+    runtime.released(state.next_attempt_at)
+
+
+def _jitter() -> float:
+    return random.random()  # noqa: S311  (spreads retries; not a secret)
+
+
+def _ids(lease: Lease) -> dict:
+    return {"saga_id": str(lease.saga_id), "definition": lease.definition}

@@ -1,0 +1,76 @@
+"""A definition's steps as the engine runs them: calls and retry policies, defaults applied.
+
+Pure: the defaults come in as arguments (the executor passes the settings).
+"""
+
+from dataclasses import dataclass
+
+from sagas.engine.retry import RetryPolicy
+
+DEFAULT_BACKOFF = 2.0
+DEFAULT_MAX_DELAY = 60.0
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    name: str
+    action: dict
+    compensation: dict | None
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True)
+class SagaPlan:
+    definition: str
+    steps: tuple[StepPlan, ...]
+    compensation_attempts: int
+    call_timeout: float
+
+
+def plan_build(
+    *,
+    definition: str,
+    steps: list[dict],
+    retry_attempts: int,
+    retry_delay: float,
+    compensation_attempts: int,
+    call_timeout: float,
+) -> SagaPlan:
+    return SagaPlan(
+        definition=definition,
+        steps=tuple(_step(step, retry_attempts, retry_delay) for step in steps),
+        compensation_attempts=compensation_attempts,
+        call_timeout=call_timeout,
+    )
+
+
+def _step(step: dict, retry_attempts: int, retry_delay: float) -> StepPlan:
+    retry = step.get("retry") or {}
+    policy = RetryPolicy(
+        max_attempts=int(retry.get("max_attempts", retry_attempts)),
+        delay_seconds=float(retry.get("delay_seconds", retry_delay)),
+        backoff_multiplier=float(retry.get("backoff_multiplier", DEFAULT_BACKOFF)),
+        max_delay_seconds=float(retry.get("max_delay_seconds", DEFAULT_MAX_DELAY)),
+    )
+    return StepPlan(
+        name=step["name"],
+        action=step["action"],
+        compensation=step.get("compensation") or None,
+        policy=policy,
+    )
+
+
+def steps_initial(plan_steps: list[dict]) -> list[dict]:
+    """The `SagaInstance.steps` of a new saga (the shared state model)."""
+    return [
+        {
+            "name": step["name"],
+            "status": "pending",
+            "attempts": 0,
+            "compensation_attempts": 0,
+            "response": None,
+            "status_code": None,
+            "error": None,
+        }
+        for step in plan_steps
+    ]

@@ -1,0 +1,124 @@
+"""Demo participants for the example checkout saga: inventory, payment, shipping.
+
+    python scripts/demo_participants.py [--port 8009]     (or DEMO_PORT)
+
+Each step has an action and a compensation. Make a step fail from the saga input:
+`"card": "declined"` → the payment answers 422 (a business rejection: not retried, not
+compensated); `"fail": "shipping"` → shipping answers 503 (retried, then compensated with
+the others, because a 503 may have taken effect). Replays of an Idempotency-Key get the
+first answer again, as a real participant would. Standard library only.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_ids = itertools.count(1)
+_replies: dict[str, tuple[int, dict]] = {}
+_lock = threading.Lock()
+
+
+def inventory_reserve(body: dict) -> tuple[int, dict]:
+    return 201, {"reservation_id": f"res-{next(_ids)}", "items": body.get("items")}
+
+
+def payment_charge(body: dict) -> tuple[int, dict]:
+    order = body.get("order") or {}
+    if order.get("card") == "declined":
+        return 422, {"error": "card declined"}
+    return 201, {"payment_id": f"pay-{next(_ids)}", "amount": order.get("amount")}
+
+
+def shipping_create(body: dict) -> tuple[int, dict]:
+    order = body.get("order") or {}
+    if order.get("fail") == "shipping":
+        return 503, {"error": "shipping service unavailable"}
+    return 201, {"shipment_id": f"ship-{next(_ids)}", "address": order.get("address")}
+
+
+def undone(what: str):
+    # Compensations succeed even for something that never happened (an uncertain step).
+    return lambda body: (200, {"undone": what, "request": body})
+
+
+ROUTES = {
+    ("POST", "/inventory/reservations"): inventory_reserve,
+    ("DELETE", "/inventory/reservations/"): undone("reservation"),  # prefix: …/<id>
+    ("POST", "/payments"): payment_charge,
+    ("POST", "/payments/refunds"): undone("payment"),
+    ("POST", "/shipping/shipments"): shipping_create,
+    ("POST", "/shipping/shipments/cancel"): undone("shipment"),
+    ("GET", "/health"): lambda body: (200, {"status": "ok"}),
+}
+
+
+def route(method: str, path: str):
+    if (method, path) in ROUTES:
+        return ROUTES[(method, path)]
+    for (route_method, prefix), handler in ROUTES.items():
+        if route_method == method and prefix.endswith("/") and path.startswith(prefix):
+            return handler
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = {}
+        handler = route(self.command, self.path.split("?")[0])
+        key = self.headers.get("Idempotency-Key")
+        if handler is None:
+            status, reply = 404, {"error": f"no route {self.command} {self.path}"}
+        else:
+            status, reply = self._once(key, handler, body if isinstance(body, dict) else {})
+        payload = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        print(f"demo: {self.command} {self.path} → {status}  (Idempotency-Key {key})", flush=True)
+
+    def _once(self, key, handler, body):
+        if not key:
+            return handler(body)
+        with _lock:
+            if key not in _replies or _replies[key][0] >= 500:
+                _replies[key] = handler(body)
+            return _replies[key]
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format, *args):
+        pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8009")))
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    print(f"Demo participants on http://{args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

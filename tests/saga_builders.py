@@ -1,0 +1,107 @@
+"""Builders for engine tests: definitions and sagas straight through the ORM, and
+helpers to drive a worker a tick at a time."""
+
+import threading
+import time
+from datetime import timedelta
+
+from django.db import connections
+from django.utils import timezone
+
+from sagas.engine.plan import steps_initial
+from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaDefinition, SagaInstance
+
+FAST_RETRY = {
+    "max_attempts": 3,
+    "delay_seconds": 0,
+    "backoff_multiplier": 1,
+    "max_delay_seconds": 0,
+}
+
+
+def call(url: str, *, method: str = "POST", body=None, headers=None, timeout=None) -> dict:
+    spec = {"method": method, "url": url, "headers": headers or {}, "body": body}
+    if timeout is not None:
+        spec["timeout_seconds"] = timeout
+    return spec
+
+
+def step(name: str, action: dict, compensation: dict | None = None, retry: dict | None = None):
+    return {
+        "name": name,
+        "action": action,
+        "compensation": compensation,
+        "retry": {**FAST_RETRY, **(retry or {})},
+    }
+
+
+def definition_create(steps: list[dict], *, name: str = "checkout", timeout_seconds=60.0):
+    latest = SagaDefinition.objects.filter(name=name).order_by("-version").first()
+    return SagaDefinition.objects.create(
+        name=name,
+        version=(latest.version + 1) if latest else 1,
+        timeout_seconds=timeout_seconds,
+        steps=steps,
+        content_hash="0" * 64,
+    )
+
+
+def saga_create(definition: SagaDefinition, saga_input: dict | None = None, **fields):
+    now = timezone.now()
+    values = {
+        "definition": definition,
+        "definition_name": definition.name,
+        "definition_version": definition.version,
+        "input": saga_input or {},
+        "steps": steps_initial(definition.steps),
+        "next_attempt_at": now,
+        "deadline_at": now + timedelta(seconds=definition.timeout_seconds),
+    }
+    values.update(fields)
+    return SagaInstance.objects.create(**values)
+
+
+def saga_get(saga) -> SagaInstance:
+    return SagaInstance.objects.get(id=saga.id)
+
+
+def attempts(saga) -> list[SagaAttempt]:
+    return list(SagaAttempt.objects.filter(saga_id=saga.id).order_by("id"))
+
+
+def wait_until(condition, *, timeout: float = 10.0, interval: float = 0.01):
+    """Poll `condition` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def drive(worker, saga, *, timeout: float = 10.0) -> SagaInstance:
+    """Tick `worker` until `saga` is terminal (retries wait in the database in between)."""
+
+    def finished():
+        if not worker.tick():
+            time.sleep(0.005)
+        current = saga_get(saga)
+        return current if current.status in TERMINAL_STATUSES else None
+
+    return wait_until(finished, timeout=timeout, interval=0)
+
+
+def in_thread(target, *args) -> threading.Thread:
+    """Start `target(*args)` in a thread that closes its database connection at the end."""
+
+    def run():
+        try:
+            target(*args)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
