@@ -6,7 +6,9 @@ scrape answered by any Gunicorn worker sums all of them. The gauges `saga_waitin
 `saga_workers_alive` are read from PostgreSQL at scrape time instead: they describe the
 shared database, not a process.
 
-The engine calls the `record_*` functions; they never raise (a metric must not break a saga).
+The `record_*` functions never raise (a metric must not break a saga). The engine's events
+reach them through `saga_event_record`, which sagas/apps.py registers as an engine event
+listener in every process (Gunicorn workers, saga workers); `saga_start` counts new sagas.
 """
 
 import logging
@@ -95,6 +97,19 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
     _safely(lambda: API_REQUESTS.labels(method=method, status=str(status)).inc())
     _safely(lambda: API_LATENCY.labels(method=method).observe(max(duration_s, 0.0)))
+
+
+def saga_event_record(event: dict) -> None:
+    """Engine event listener (sagas.engine.record.EVENT_LISTENERS): one call attempt
+    → participant calls and step duration; a terminal status → finished and saga duration."""
+    kind = event.get("event")
+    duration_s = (event.get("duration_ms") or 0.0) / 1000
+    if kind == "call":
+        record_participant_call(
+            phase=event["phase"], outcome=event["outcome"], duration_s=duration_s
+        )
+    elif kind == "finished":
+        record_saga_finished(status=event["status"], duration_s=duration_s)
 
 
 def _safely(record) -> None:

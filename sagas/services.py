@@ -14,6 +14,7 @@ from sagas import selectors
 from sagas.engine.wakeup import wake_workers
 from sagas.exceptions import Conflict
 from sagas.jsonutil import content_hash
+from sagas.metrics import record_saga_started
 from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
 
 logger = logging.getLogger("sagas.api")
@@ -81,6 +82,7 @@ def saga_start(
             raise
         return existing, False
     _log_started(saga)
+    record_saga_started()  # a new saga only: an idempotent replay returned above
     return saga, True
 
 

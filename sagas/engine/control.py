@@ -8,6 +8,7 @@ transaction on the locked row; the worker picks the saga up at its next transiti
 from django.db import transaction
 from django.utils import timezone
 
+from sagas.engine.record import event_emit
 from sagas.engine.wakeup import wake_workers
 from sagas.exceptions import Conflict
 from sagas.models import TERMINAL_STATUSES, ErrorCode, SagaInstance, SagaStatus, StepStatus
@@ -28,6 +29,8 @@ def saga_cancel(*, saga_id) -> SagaInstance:
             raise Conflict(f"Saga is already {saga.status}; it cannot be cancelled.")
         if saga.status == SagaStatus.PENDING and saga.lease_token is None:
             _cancel_unstarted(saga)
+            # No worker will see it: its `SAGA finished` line and metrics are emitted here.
+            transaction.on_commit(lambda: event_emit(_finished_event(saga)))
         else:
             _request_cancel(saga)
     transaction.on_commit(wake_workers)
@@ -58,6 +61,22 @@ def _cancel_unstarted(saga: SagaInstance) -> None:
             "updated_at",
         ]
     )
+
+
+def _finished_event(saga: SagaInstance) -> dict:
+    took = saga.finished_at - saga.created_at
+    return {
+        "event": "finished",
+        "saga_id": str(saga.id),
+        "definition": saga.definition_name,
+        "status": str(saga.status),
+        "step": None,
+        "phase": str(saga.phase),
+        "attempt": None,
+        "outcome": str(saga.status),
+        "duration_ms": round(took.total_seconds() * 1000, 3),
+        "error": saga.error["code"],
+    }
 
 
 def _request_cancel(saga: SagaInstance) -> None:

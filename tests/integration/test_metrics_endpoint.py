@@ -1,10 +1,12 @@
 """`GET /metrics`: internal role, Prometheus text, DESIGN §6a names, database gauges."""
 
 import pytest
-from django.test import override_settings
+from django.test import TestCase, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from sagas import metrics
+from tests.api_builders import definition as definition_body
+from tests.api_builders import post_definition
 from tests.builders import definition_create, heartbeat_create, saga_create
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +116,26 @@ def test_workers_alive_within_three_heartbeats(internal_api):
 def test_metrics_page_is_in_the_schema(anon_client):
     schema = anon_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "text/plain" in schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+
+
+def test_sagas_started_through_the_api_are_counted_once(client_api, internal_api):
+    post_definition(internal_api, definition_body("counted"))
+    before = scrape(internal_api)
+    body = {"definition": "counted", "input": {"order_id": "A-1"}}
+    first = client_api.post("/api/sagas/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    replay = client_api.post("/api/sagas/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    other = client_api.post("/api/sagas/", body, format="json")
+    assert (first.status_code, replay.status_code, other.status_code) == (202, 200, 202)
+    after = scrape(internal_api)
+    assert after[("saga_started_total", ())] - before.get(("saga_started_total", ()), 0) == 2
+
+
+def test_a_saga_cancelled_before_it_started_is_counted_as_finished(client_api, internal_api):
+    post_definition(internal_api, definition_body("cancelled-early"))
+    saga = client_api.post("/api/sagas/", {"definition": "cancelled-early"}, format="json")
+    key = ("saga_finished_total", (("status", "cancelled"),))
+    before = scrape(internal_api).get(key, 0.0)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        cancelled = client_api.post(f"/api/sagas/{saga.json()['id']}/cancel/")
+    assert cancelled.status_code == 202
+    assert scrape(internal_api)[key] - before == 1

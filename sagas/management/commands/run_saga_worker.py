@@ -1,10 +1,12 @@
 """`python manage.py run_saga_worker [--concurrency N] [--grace-seconds S]`."""
 
+import os
 import signal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from saga_orchestrator import prometheus
 from saga_orchestrator.secrets import require_production_secrets
 from sagas.engine.worker import Worker
 
@@ -37,4 +39,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        worker.run()
+        try:
+            worker.run()
+        finally:
+            # Its counters stay in the metrics directory (files `<kind>_<host>-<pid>.db`,
+            # created by sagas.metrics at start-up); only live gauges of a gone process go.
+            prometheus.process_dead_mark(os.getpid())
