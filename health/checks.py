@@ -13,6 +13,8 @@ from django.db import connections
 from django.db.utils import load_backend
 
 from sagas import selectors
+from sagas.redis_client import redis_client
+from sagas.throttling import rate_limit_degraded
 
 # The health probe connects with this timeout (seconds) whatever DB_CONNECT_TIMEOUT says.
 DB_PROBE_TIMEOUT = 3
@@ -49,27 +51,18 @@ def _probe_connection():
 
 
 def redis_check() -> dict:
-    """PING Redis; "disabled" (not a failure) when REDIS_HOST is not configured."""
-    if not settings.REDIS_HOST:
+    """PING Redis with the shared fail-fast client; "disabled" (not a failure) when
+    REDIS_HOST is not configured; "degraded" when it answers but the rate limiter's last
+    command in this process failed (e.g. a read-only replica) and requests pass uncounted."""
+    client = redis_client()
+    if client is None:
         return {"status": "disabled", "latency_ms": None}
     started = time.monotonic()
-    client = redis.Redis(
-        host=settings.REDIS_HOST,
-        port=settings.REDIS_PORT,
-        password=settings.REDIS_PASSWORD or None,
-        db=settings.REDIS_DB,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        # redis-py 8 retries a refused connection for ~3 s by default: one try is the answer.
-        retry=None,
-    )
     try:
         client.ping()
-        state = "ok"
+        state = "degraded" if rate_limit_degraded() else "ok"
     except redis.RedisError:
         state = "down"
-    finally:
-        client.close()
     return {"status": state, "latency_ms": _elapsed_ms(started)}
 
 
@@ -87,7 +80,8 @@ def workers_check(database_up: bool) -> dict:
 
 
 def health_report() -> dict:
-    """Overall: "down" without PostgreSQL; "degraded" when Redis or every worker is down."""
+    """Overall: "down" without PostgreSQL; "degraded" when Redis is down or degraded, or
+    when no worker is alive."""
     database = database_check()
     database_up = database["status"] == "ok"
     checks = {
@@ -97,7 +91,7 @@ def health_report() -> dict:
     }
     if not database_up:
         overall = "down"
-    elif "down" in (checks["redis"]["status"], checks["workers"]["status"]):
+    elif checks["redis"]["status"] in ("down", "degraded") or checks["workers"]["status"] == "down":
         overall = "degraded"
     else:
         overall = "ok"

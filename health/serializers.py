@@ -9,9 +9,10 @@ class LiveSerializer(serializers.Serializer):
 
 class CheckSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
-        choices=["ok", "down", "disabled", "unknown"],
-        help_text="redis: `disabled` when REDIS_HOST is not set; workers: `unknown` "
-        "when the database is down.",
+        choices=["ok", "degraded", "down", "disabled", "unknown"],
+        help_text="redis: `disabled` when REDIS_HOST is not set, `degraded` when it answers "
+        "PING but the rate limiter's last command failed (requests pass uncounted); "
+        "workers: `unknown` when the database is down.",
     )
     latency_ms = serializers.FloatField(allow_null=True)
 

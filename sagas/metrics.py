@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 
 from saga_orchestrator import prometheus
+from sagas.request_stats import request_record
 
 # Before prometheus_client is used: export the directory, then count into per-process files
 # named `<host>-<pid>` (containers sharing one volume reuse pids, not hostnames).
@@ -180,7 +181,8 @@ def metrics_text() -> bytes:
 
 
 class RequestMetricsMiddleware:
-    """Counts every API response by method and status and times it."""
+    """Counts every API response by method and status and times it: in Prometheus, and in
+    the last hour's figures of the status alerts (sagas/request_stats.py)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -188,11 +190,11 @@ class RequestMetricsMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
+        took = time.perf_counter() - started
         record_api_request(
-            method=_method_label(request.method),
-            status=response.status_code,
-            duration_s=time.perf_counter() - started,
+            method=_method_label(request.method), status=response.status_code, duration_s=took
         )
+        request_record(status=response.status_code, duration_s=took)
         return response
 
 

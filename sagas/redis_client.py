@@ -1,8 +1,11 @@
-"""The one Redis client of a process, built from settings (REDIS_HOST/PORT/PASSWORD/DB).
+"""The one Redis client factory (REDIS_HOST/PORT/PASSWORD/DB), for every user of Redis:
+the rate limiter, the request-metric buckets, the engine's per-saga locks, the health probe.
 
 Redis is optional (DESIGN §2): without REDIS_HOST `redis_client()` is None and callers use
-their in-process fallback. Socket timeouts are short (REDIS_SOCKET_TIMEOUT) because every
-user of Redis here degrades when it is unreachable rather than waiting for it.
+their in-process fallback. Every user degrades when Redis is unreachable rather than wait
+for it, so clients fail fast: socket timeouts of REDIS_SOCKET_TIMEOUT (default 0.5 s), and
+no retry loop — redis-py 8's default retries a refused connection with backoff for about
+3–5 s, which would stall every request while Redis is down.
 """
 
 import functools
@@ -17,19 +20,21 @@ def redis_client() -> redis.Redis | None:
     """The shared client for the current settings, or None when REDIS_HOST is unset."""
     if not settings.REDIS_HOST:
         return None
-    return _client(
-        settings.REDIS_HOST,
-        settings.REDIS_PORT,
-        settings.REDIS_PASSWORD,
-        settings.REDIS_DB,
-        settings.REDIS_SOCKET_TIMEOUT,
+    return redis_client_for(
+        host=settings.REDIS_HOST,
+        port=settings.REDIS_PORT,
+        password=settings.REDIS_PASSWORD,
+        db=settings.REDIS_DB,
+        timeout=settings.REDIS_SOCKET_TIMEOUT,
     )
 
 
 @functools.cache
-def _client(host: str, port: int, password: str, db: int, timeout: float) -> redis.Redis:
-    # One connection pool per process and configuration; redis-py's pool notices a fork
-    # (Gunicorn workers) and reconnects in the child.
+def redis_client_for(
+    *, host: str, port: int, password: str = "", db: int = 0, timeout: float
+) -> redis.Redis:
+    """A fail-fast client; one connection pool per process and configuration (redis-py's
+    pool notices a fork, e.g. Gunicorn workers, and reconnects in the child)."""
     return redis.Redis(
         host=host,
         port=port,
@@ -37,8 +42,9 @@ def _client(host: str, port: int, password: str, db: int, timeout: float) -> red
         db=db,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        # One immediate retry heals a pooled connection that a Redis restart closed;
-        # redis-py's default (several retries with backoff) would stall callers.
-        retry=Retry(NoBackoff(), 1),
+        # One immediate retry on a connection error heals a pooled connection that a Redis
+        # restart closed (a refused reconnect fails in microseconds). Timeouts are not
+        # retried: an unreachable host costs one timeout, not two.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
     )

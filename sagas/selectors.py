@@ -1,5 +1,6 @@
 """Reads of the REST API: definitions, saga lists and details, attempt logs, status figures."""
 
+import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,12 +15,15 @@ from sagas.models import (
     SagaStatus,
     WorkerHeartbeat,
 )
+from sagas.request_stats import request_figures
 
 STATS_WINDOW = timedelta(hours=1)
-# DESIGN §7 thresholds for sagas.
+# DESIGN §7 thresholds, over the last hour.
 MIN_SUCCESS_RATE = 0.95
 MAX_COMPENSATION_RATE = 0.10
 MAX_AVG_DURATION_MS = 5 * 60 * 1000.0
+MAX_API_RESPONSE_MS = 2000.0
+MAX_API_ERROR_RATE = 0.05
 
 
 def definition_get(*, name: str, version: int | None = None) -> SagaDefinition | None:
@@ -78,22 +82,31 @@ def saga_stats(*, now: datetime | None = None) -> dict:
     `sagas` counts every saga by current status. Over the last hour, among sagas that
     finished (cancelled ones excluded: a client's choice is neither success nor failure):
     `success_rate` = completed / finished, `compensation_rate` = (compensated + failed) /
-    finished; `avg_duration_ms` is created→finished over all that finished. Each is None
-    when nothing finished in the hour.
+    finished; `avg_duration_ms` and `p95_duration_ms` are created→finished over all that
+    finished. Each is None when nothing finished in the hour. `api`: the last hour's
+    requests, 5xx rate and average response time across every API process
+    (sagas/request_stats.py). `status` is "degraded" when an alert fires or a dependency
+    is down (Redis configured but unreachable, no live worker).
     """
     now = now or timezone.now()
     totals = dict(SagaInstance.objects.values_list("status").annotate(n=Count("id")))
     counts = {status: totals.get(status, 0) for status in SagaStatus.values}
     recent = _finished_since(now - STATS_WINDOW)
+    api = request_figures(now=now.timestamp())
+    alive = workers_alive(now=now)
     figures = {
         "sagas": counts,
         **_rates(recent),
         "avg_duration_ms": _average_ms(recent),
+        "p95_duration_ms": _p95_ms(recent),
         "finished_last_hour": len(recent),
-        "workers": {"alive": workers_alive(now=now)},
+        "workers": {"alive": alive},
+        "api": {key: api[key] for key in ("requests", "error_rate", "avg_response_ms", "scope")},
+        "dependencies": {"redis": api["redis"], "workers": "ok" if alive else "down"},
     }
     figures["alerts"] = saga_alerts(figures)
-    figures["status"] = "degraded" if figures["alerts"] else "ok"
+    down = "down" in figures["dependencies"].values()
+    figures["status"] = "degraded" if figures["alerts"] or down else "ok"
     return figures
 
 
@@ -124,36 +137,58 @@ def _average_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
     return round(total * 1000 / len(recent), 1)
 
 
+def _p95_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
+    """Nearest-rank 95th percentile of created→finished."""
+    if not recent:
+        return None
+    durations = sorted((finished - created).total_seconds() for _, created, finished in recent)
+    rank = math.ceil(0.95 * len(durations))
+    return round(durations[rank - 1] * 1000, 1)
+
+
 def saga_alerts(figures: dict) -> list[dict]:
-    """The DESIGN §7 saga thresholds that the figures cross."""
-    alerts = []
+    """The DESIGN §7 thresholds that the figures cross."""
+    api = figures["api"]
+    below, above = (lambda v, t: v < t), (lambda v, t: v > t)
     rules = (
         (
             "success_rate_low",
-            "success_rate",
+            figures["success_rate"],
             MIN_SUCCESS_RATE,
-            lambda v, t: v < t,
+            below,
             "Success rate over the last hour is below 95%.",
         ),
         (
             "compensation_rate_high",
-            "compensation_rate",
+            figures["compensation_rate"],
             MAX_COMPENSATION_RATE,
-            lambda v, t: v > t,
+            above,
             "Compensation rate over the last hour is above 10%.",
         ),
         (
             "saga_duration_high",
-            "avg_duration_ms",
+            figures["avg_duration_ms"],
             MAX_AVG_DURATION_MS,
-            lambda v, t: v > t,
+            above,
             "Average saga execution time over the last hour is above 5 minutes.",
         ),
+        (
+            "api_response_time_high",
+            api["avg_response_ms"],
+            MAX_API_RESPONSE_MS,
+            above,
+            "Average API response time over the last hour is above 2 seconds.",
+        ),
+        (
+            "api_error_rate_high",
+            api["error_rate"],
+            MAX_API_ERROR_RATE,
+            above,
+            "More than 5% of API requests in the last hour failed with a 5xx.",
+        ),
     )
-    for name, field, threshold, crossed, message in rules:
-        value = figures[field]
-        if value is not None and crossed(value, threshold):
-            alerts.append(
-                {"name": name, "message": message, "value": value, "threshold": threshold}
-            )
-    return alerts
+    return [
+        {"name": name, "message": message, "value": value, "threshold": threshold}
+        for name, value, threshold, crossed, message in rules
+        if value is not None and crossed(value, threshold)
+    ]

@@ -481,6 +481,26 @@ class WorkersSerializer(serializers.Serializer):
     alive = serializers.IntegerField()
 
 
+class ApiFiguresSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(help_text="API requests answered in the last hour.")
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="Share (0–1) answered with a 5xx; null without requests."
+    )
+    avg_response_ms = serializers.FloatField(allow_null=True)
+    scope = serializers.ChoiceField(
+        choices=["cluster", "process"],
+        help_text="`cluster`: every API process (counted in Redis); `process`: only the one "
+        "that answered (no Redis configured, or Redis unreachable).",
+    )
+
+
+class DependenciesSerializer(serializers.Serializer):
+    redis = serializers.ChoiceField(choices=["ok", "down", "disabled"])
+    workers = serializers.ChoiceField(
+        choices=["ok", "down"], help_text="`down` when no saga worker is alive."
+    )
+
+
 @extend_schema_field(
     {
         "type": "object",
@@ -499,8 +519,13 @@ class ServiceStatusSerializer(serializers.Serializer):
     )
     compensation_rate = serializers.FloatField(allow_null=True)
     avg_duration_ms = serializers.FloatField(allow_null=True)
+    p95_duration_ms = serializers.FloatField(
+        allow_null=True, help_text="95th percentile of created→finished over the last hour."
+    )
     finished_last_hour = serializers.IntegerField()
     workers = WorkersSerializer()
+    api = ApiFiguresSerializer()
+    dependencies = DependenciesSerializer()
     alerts = AlertSerializer(many=True)
 
 

@@ -258,7 +258,9 @@ class ServiceStatusView(GenericAPIView):
         description=(
             "`sagas`: totals per current status. Rates (0–1) and `avg_duration_ms` cover "
             "sagas finished in the last hour (cancelled ones do not count for the rates) "
-            "and are null when none finished. `status` is `degraded` when an alert fires."
+            "and are null when none finished; `api` covers the last hour's requests "
+            "(errors are 5xx answers). `status` is `degraded` when an alert fires or a "
+            "dependency is down (Redis configured but unreachable, no live worker)."
         ),
         responses={200: ServiceStatusSerializer, 503: ERRORS[503]},
         auth=[],

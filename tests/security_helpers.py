@@ -61,8 +61,9 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
 
 
 @contextlib.contextmanager
-def throwaway_redis():
-    """A redis-server of our own on a free port (yields (process, port)); killed by PID."""
+def throwaway_redis(*extra_args: str):
+    """A redis-server of our own on a free port (yields (process, port)); killed by PID.
+    `extra_args`: more redis-server options (e.g. "--replicaof", "127.0.0.1", "1")."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -75,6 +76,7 @@ def throwaway_redis():
             "",
             "--appendonly",
             "no",
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

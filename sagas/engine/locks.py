@@ -12,9 +12,8 @@ import time
 import uuid
 
 import redis
-from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from sagas.redis_client import redis_client
 
 logger = logging.getLogger("sagas.engine")
 
@@ -63,27 +62,6 @@ class SagaLocks:
         return False if answer is None else answer
 
 
-def redis_client(*, host: str, port: int, db: int = 0, password: str = "", timeout: float):
-    """A client that fails fast: no built-in retries (the breaker above decides)."""
-    return redis.Redis(
-        host=host,
-        port=port,
-        db=db,
-        password=password or None,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 def saga_locks_from_settings(ttl_seconds: float) -> SagaLocks:
-    if not settings.REDIS_HOST:
-        return SagaLocks(None, ttl_seconds)
-    client = redis_client(
-        host=settings.REDIS_HOST,
-        port=settings.REDIS_PORT,
-        db=settings.REDIS_DB,
-        password=settings.REDIS_PASSWORD,
-        timeout=settings.REDIS_SOCKET_TIMEOUT,
-    )
-    return SagaLocks(client, ttl_seconds)
+    """Locks on the process's shared, fail-fast client (sagas/redis_client.py)."""
+    return SagaLocks(redis_client(), ttl_seconds)

@@ -12,10 +12,11 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from sagas.engine.locks import SagaLocks, lock_key, redis_client
+from sagas.engine.locks import SagaLocks, lock_key
 from sagas.engine.wakeup import wake_workers
 from sagas.engine.worker import Worker
 from sagas.models import SagaInstance, WorkerHeartbeat
+from sagas.redis_client import redis_client_for
 from tests.e2e.workers import free_port
 from tests.participants import Reply
 from tests.saga_builders import (
@@ -140,7 +141,7 @@ def test_a_held_redis_lock_keeps_a_second_worker_from_calling(participants, work
 
 def test_sagas_run_on_database_leases_when_redis_is_unreachable(participants):
     worker = Worker()
-    worker.locks = SagaLocks(redis_client(host="127.0.0.1", port=1, timeout=0.2), 30)
+    worker.locks = SagaLocks(redis_client_for(host="127.0.0.1", port=1, timeout=0.2), 30)
     assert drive(worker, saga_create(two_steps(participants))).status == "completed"
 
 

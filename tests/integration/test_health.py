@@ -13,7 +13,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from sagas import throttling
 from sagas.models import WorkerHeartbeat
+from tests.security_helpers import throwaway_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +101,27 @@ def test_redis_unreachable_is_degraded(settings):
     assert response.json()["checks"]["redis"]["status"] == "down"
     assert response.json()["checks"]["database"]["status"] == "ok"
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.django_db
+def test_redis_answering_but_refusing_the_rate_limiter_is_degraded(settings, monkeypatch):
+    """A read-only replica answers PING but refuses the limiter's INCR: requests pass
+    uncounted, and health says so."""
+    monkeypatch.setattr(throttling, "_outage", throttling._Outage())
+    live_worker()
+    with throwaway_redis("--replicaof", "127.0.0.1", str(closed_port())) as (_, port):
+        settings.REDIS_PORT, settings.REDIS_DB = port, 0
+        assert detailed().json()["checks"]["redis"]["status"] == "ok"
+        api = APIClient()
+        api.credentials(HTTP_X_API_KEY=settings.SAGA_API_KEY)
+        assert api.get("/api/sagas/").status_code == 200  # passes, uncounted
+        assert throttling.rate_limit_degraded()
+
+        response = detailed()
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["redis"]["status"] == "degraded"
 
 
 @pytest.mark.django_db

@@ -1,15 +1,28 @@
 """GET /api/sagas/status/: open; totals per status; last-hour rates; workers; alerts."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from sagas import request_stats
 from sagas.models import WorkerHeartbeat
 from tests.api_builders import finished_saga, post_definition, saga_row
+from tests.security_helpers import throwaway_redis
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def own_request_figures(monkeypatch):
+    """This test's API figures only: its own Redis buckets and in-process buckets (other
+    tests share the Redis database and this process)."""
+    monkeypatch.setattr(request_stats, "REDIS_KEY_PREFIX", f"saga:api:test-{uuid.uuid4().hex}:")
+    monkeypatch.setattr(request_stats, "_local", request_stats._LocalBuckets())
+    monkeypatch.setattr(request_stats, "_breaker", request_stats._Breaker())
 
 
 @pytest.fixture
@@ -35,6 +48,7 @@ def heartbeat(worker_id: str, seconds_ago: float) -> None:
 
 
 def test_empty_service_is_ok_with_null_rates():
+    heartbeat("w", 0)
     page = status_page()
 
     assert page["status"] == "ok"
@@ -45,11 +59,17 @@ def test_empty_service_is_ok_with_null_rates():
     assert page["success_rate"] is None
     assert page["compensation_rate"] is None
     assert page["avg_duration_ms"] is None
+    assert page["p95_duration_ms"] is None
     assert page["alerts"] == []
-    assert page["workers"] == {"alive": 0}
+    assert page["workers"] == {"alive": 1}
+    assert page["dependencies"] == {"redis": "ok", "workers": "ok"}
+    assert page["api"] == {
+        "requests": 0, "error_rate": None, "avg_response_ms": None, "scope": "cluster",
+    }  # fmt: skip
 
 
 def test_counts_are_totals_and_rates_cover_the_last_hour(checkout):
+    heartbeat("w", 0)
     saga_row()
     for _ in range(19):
         finished_saga("completed", duration_s=2)
@@ -93,3 +113,132 @@ def test_workers_alive_counts_recent_heartbeats(settings):
     heartbeat("dead", 31)
 
     assert status_page()["workers"] == {"alive": 2}
+
+
+def alert_names(page: dict) -> set[str]:
+    return {alert["name"] for alert in page["alerts"]}
+
+
+def test_no_live_worker_is_a_dependency_down_and_degrades():
+    heartbeat("dead", 3600)
+
+    page = status_page()
+
+    assert page["dependencies"]["workers"] == "down"
+    assert page["alerts"] == []
+    assert page["status"] == "degraded"
+
+
+def test_p95_duration_is_the_nearest_rank_percentile(checkout):
+    heartbeat("w", 0)
+    for seconds in range(1, 21):  # 1 s … 20 s
+        finished_saga("completed", duration_s=seconds)
+
+    page = status_page()
+
+    assert page["p95_duration_ms"] == pytest.approx(19_000, abs=1)
+    assert page["avg_duration_ms"] == pytest.approx(10_500, abs=1)
+
+
+def test_success_rate_threshold(checkout):
+    heartbeat("w", 0)
+    for _ in range(19):
+        finished_saga("completed")
+    finished_saga("compensated")
+    assert "success_rate_low" not in alert_names(status_page())  # exactly 95 %
+
+    finished_saga("failed")
+    page = status_page()
+    assert "success_rate_low" in alert_names(page)  # 19 / 21
+    assert page["status"] == "degraded"
+
+
+def test_compensation_rate_threshold(checkout):
+    heartbeat("w", 0)
+    for _ in range(9):
+        finished_saga("completed")
+    finished_saga("compensated")
+    assert "compensation_rate_high" not in alert_names(status_page())  # exactly 10 %
+
+    finished_saga("failed")
+    assert "compensation_rate_high" in alert_names(status_page())  # 2 / 11
+
+
+def test_execution_time_threshold(checkout):
+    heartbeat("w", 0)
+    finished_saga("completed", duration_s=300)
+    assert "saga_duration_high" not in alert_names(status_page())  # exactly 5 min
+
+    finished_saga("completed", duration_s=302)
+    page = status_page()
+    assert "saga_duration_high" in alert_names(page)
+    assert page["status"] == "degraded"
+
+
+@override_settings(ROOT_URLCONF="tests.status_urls")
+def test_api_error_rate_threshold_counts_5xx_only():
+    heartbeat("w", 0)
+    client = APIClient()
+    assert client.get("/test/boom/").status_code == 500
+    for _ in range(19):
+        assert client.get("/no-such-page/").status_code == 404  # 4xx: not errors
+    page = status_page()  # counted after it answered
+    assert page["api"]["requests"] == 20
+    assert page["api"]["error_rate"] == 0.05
+    assert "api_error_rate_high" not in alert_names(page)  # exactly 5 %
+
+    assert client.get("/test/boom/").status_code == 500  # 2 of 22
+    page = status_page()
+    assert page["api"]["error_rate"] == pytest.approx(2 / 22, abs=1e-4)
+    assert "api_error_rate_high" in alert_names(page)
+    assert page["status"] == "degraded"
+
+
+@override_settings(ROOT_URLCONF="tests.status_urls")
+def test_api_response_time_threshold():
+    heartbeat("w", 0)
+    client = APIClient()
+    client.get("/test/slow/", {"seconds": "2.1"})
+    page = status_page()
+    assert page["api"]["avg_response_ms"] >= 2100
+    assert "api_response_time_high" in alert_names(page)
+    assert page["status"] == "degraded"
+
+    client.get("/no-such-page/")  # fast answers bring the average down
+    page = status_page()
+    assert page["api"]["requests"] == 3  # the slow one, the first status page, the 404
+    assert page["api"]["avg_response_ms"] < 2000
+    assert "api_response_time_high" not in alert_names(page)
+
+
+def test_redis_configured_but_down_degrades_and_falls_back_to_this_process(settings):
+    heartbeat("w", 0)
+    with throwaway_redis() as (redis_process, port):
+        settings.REDIS_PORT, settings.REDIS_DB = port, 0
+        APIClient().get("/no-such-page/")
+        assert status_page()["api"]["scope"] == "cluster"
+        redis_process.kill()
+        redis_process.wait(timeout=10)
+
+        page = status_page()
+
+    assert page["dependencies"]["redis"] == "down"
+    assert page["status"] == "degraded"
+    # This process's own figures: the 404 and the first status request.
+    assert page["api"]["scope"] == "process"
+    assert page["api"]["requests"] == 2
+
+
+def test_without_redis_the_figures_are_this_process(settings):
+    heartbeat("w", 0)
+    settings.REDIS_HOST = ""
+    APIClient().get("/no-such-page/")
+
+    page = status_page()
+
+    assert page["dependencies"]["redis"] == "disabled"
+    assert page["api"] == {
+        "requests": 1, "error_rate": 0.0, "avg_response_ms": page["api"]["avg_response_ms"],
+        "scope": "process",
+    }  # fmt: skip
+    assert page["status"] == "ok"

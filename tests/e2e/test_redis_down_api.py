@@ -1,0 +1,69 @@
+"""Redis dying under a running API (Gunicorn, several workers): every request still answers
+fast — the rate limiter, the request figures, the health probe and the status page all use
+the one fail-fast client (sagas/redis_client.py), never redis-py's multi-second retries."""
+
+import time
+
+import pytest
+from django.conf import settings
+
+from tests.gunicorn_process import gunicorn_start
+from tests.security_helpers import throwaway_redis
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
+
+FAST = 0.5  # seconds; redis-py's default retries would take 3–5 s per request
+
+
+def timed(server, path, **headers):
+    started = time.monotonic()
+    response = server.get(path, **headers)
+    return response, time.monotonic() - started
+
+
+def test_requests_stay_fast_when_redis_is_killed(tmp_path):
+    key = {"X-API-Key": settings.SAGA_API_KEY}
+    with throwaway_redis() as (redis_process, port):
+        server = gunicorn_start(tmp_path, workers=2, REDIS_PORT=str(port), REDIS_DB="0")
+        try:
+            response, _ = timed(server, "/api/sagas/", **key)
+            assert response.status_code == 200 and "X-RateLimit-Limit" in response.headers
+            redis_process.kill()  # by its PID: the shared Redis is never touched
+            redis_process.wait(timeout=10)
+
+            slowest = 0.0
+            for _ in range(20):
+                response, took = timed(server, "/api/sagas/", **key)
+                assert response.status_code == 200  # availability first
+                slowest = max(slowest, took)
+            health, health_took = timed(server, "/health/detailed/")
+            status, status_took = timed(server, "/api/sagas/status/")
+        finally:
+            server.stop()
+
+    assert slowest < FAST, slowest
+    assert health.status_code == 200 and health_took < FAST
+    assert health.json()["checks"]["redis"]["status"] == "down"
+    assert health.json()["status"] == "degraded"
+    assert status.status_code == 200 and status_took < FAST
+    assert status.json()["dependencies"]["redis"] == "down"
+    assert status.json()["status"] == "degraded"
+
+
+def test_status_api_figures_add_up_across_gunicorn_workers(tmp_path):
+    with throwaway_redis() as (_, port):  # an empty Redis: these requests only
+        server = gunicorn_start(tmp_path, workers=3, REDIS_PORT=str(port), REDIS_DB="0")
+        try:
+            before = server.get("/api/sagas/status/").json()["api"]
+            for n in range(30):
+                response = server.get(f"/no-such-page-{n}")
+                assert response.status_code == 404
+            after = server.get("/api/sagas/status/").json()["api"]
+            workers = server.booted_pids()
+        finally:
+            server.stop()
+
+    assert len(workers) >= 3  # each answer came from any of them
+    assert after["scope"] == "cluster"
+    assert after["requests"] == before["requests"] + 1 + 30
+    assert after["error_rate"] == 0.0
