@@ -1,4 +1,6 @@
-"""Whether a header may be sent to a participant. Pure.
+"""Whether a header may be sent to a participant. Pure. The one implementation, used when
+a definition is validated (sagas/serializers.py: names, and values as written) and when a
+call's headers are rendered (templates.render_headers: values after substitution).
 
 Header values come from templates (`"X-Tenant": "${input.tenant}"`), i.e. from client
 input: a CR or LF there would let a client add headers or a whole request (header
@@ -21,11 +23,13 @@ def header_value_problem(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return "must be a string"
+    if value.isascii() and value.isprintable() and len(value) <= MAX_HEADER_VALUE_LENGTH:
+        return None  # the usual case, decided in C (isprintable is False for any control)
     if len(value) > MAX_HEADER_VALUE_LENGTH:
         return f"is longer than {MAX_HEADER_VALUE_LENGTH} characters"
     for ch in value:
         if ch in "\r\n\0":
-            return "must not contain CR, LF or NUL"
+            return "must not contain CR, LF or NUL (a line break could inject headers)"
         if (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
             return "must not contain control characters"
         if ord(ch) > 0xFF:

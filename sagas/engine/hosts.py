@@ -209,6 +209,8 @@ def resolved_url_problem(
     if problem:
         return problem
     parts = urlsplit(url)
+    if ip_literal(parts.hostname or "") is not None:
+        return None  # an address: url_problem judged it already, nothing to resolve
     port = parts.port or (443 if parts.scheme == "https" else 80)
     for address in resolved_addresses(parts.hostname or "", port, resolve):
         if forbidden_ip(address):

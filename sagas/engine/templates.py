@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from sagas.engine.headers import header_name_problem, header_value_problem
+
 PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 ROOTS = ("input", "steps", "saga")
 SAGA_FIELDS = ("id", "definition")
@@ -134,13 +136,15 @@ def render(value: Any, context: dict, *, lenient_steps: bool = False, url: bool 
 
 
 def render_headers(headers: dict, context: dict, *, lenient_steps: bool = False) -> dict:
-    """Header values as text; a value that would carry a line break is refused
-    (it could smuggle a header or a second request)."""
+    """Header values as text, each checked by `headers.header_value_problem`: a value that
+    would carry a line break (a smuggled header or request) or a control character is
+    refused."""
     rendered = {}
     for name, value in headers.items():
         text = as_text(render(value, context, lenient_steps=lenient_steps))
-        if any(char in text for char in "\r\n\x00"):
-            raise TemplateError(name, f"header {name} would contain a line break")
+        problem = header_name_problem(name) or header_value_problem(text)
+        if problem:
+            raise TemplateError(name, f"header {name} {problem}")
         rendered[name] = text
     return rendered
 

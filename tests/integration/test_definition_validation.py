@@ -67,6 +67,7 @@ CASES = {
     "header name with colon": ((*ACTION, "headers"), {"X-A:": "v"}, (*ACTION, "headers")),
     "header value a number": ((*ACTION, "headers"), {"X-A": 5}, (*ACTION, "headers")),
     "header value CRLF": ((*ACTION, "headers"), {"X-A": "a\r\nX-B: b"}, (*ACTION, "headers")),
+    "header value not Latin-1": ((*ACTION, "headers"), {"X-A": "snow ☃"}, (*ACTION, "headers")),
     "header value too long": ((*ACTION, "headers"), {"X-A": "v" * 4097}, (*ACTION, "headers")),
     "too many headers": (
         (*ACTION, "headers"),

@@ -152,12 +152,15 @@ def test_stored_responses_are_capped(participants, worker):
     assert done.steps[0]["response"] == "x" * 64
 
 
-def test_redirects_are_not_followed(participants, worker):
-    participants.script("POST", "/one", Reply(302, headers={"Location": participants.url("/x")}))
+@override_settings(SAGA_ALLOWED_HOSTS=["127.0.0.1"])
+def test_redirects_to_a_host_not_allowed_are_not_followed(participants, worker):
+    # The same server by another name: `localhost` is not in SAGA_ALLOWED_HOSTS.
+    elsewhere = f"http://localhost:{participants.port}/x"
+    participants.script("POST", "/one", Reply(302, headers={"Location": elsewhere}))
     done = drive(worker, saga_create(two_steps(participants)))
     assert done.status == "compensated"
     assert done.steps[0]["status"] == "failed"
-    assert done.error["message"] == f"HTTP 302: redirect to {participants.url('/x')} not followed"
+    assert done.error["message"] == f"HTTP 302: redirect to {elsewhere} not followed"
     assert participants.received(path="/x") == []
 
 
