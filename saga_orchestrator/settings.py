@@ -287,13 +287,18 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayRequestDuration": True},
+    # 401/429/503 on every authenticated operation, 404 on paginated lists.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sagas.schema.common_responses",
+    ],
     # Several "status" fields with different choices: name each enum.
     "ENUM_NAME_OVERRIDES": {
         "SagaStatusEnum": "sagas.models.SagaStatus",
         "StepPhaseEnum": "sagas.models.Phase",
         "ServiceStatusEnum": ["ok", "degraded"],
         "HealthStatusEnum": ["ok", "degraded", "down"],
-        "CheckStatusEnum": ["ok", "down", "disabled", "unknown"],
+        "CheckStatusEnum": ["ok", "degraded", "down", "disabled", "unknown"],
         "LiveStatusEnum": ["ok"],
     },
 }

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from sagas.auth import IsInternal
 from sagas.metrics import metrics_text
+from sagas.schema import errors
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):
@@ -38,7 +39,7 @@ class MetricsView(APIView):
     @extend_schema(
         operation_id="metrics",
         summary="Prometheus metrics (internal key)",
-        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR)},
+        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR), **errors(403)},
         tags=["operations"],
     )
     def get(self, request):

@@ -43,6 +43,29 @@ def errors(*codes: int) -> dict:
     return {code: ERRORS[code] for code in codes}
 
 
+COMMON_DESCRIPTIONS = {
+    401: ERROR_DESCRIPTIONS[401],
+    429: "Over the rate limit (RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW); see Retry-After.",
+    503: ERROR_DESCRIPTIONS[503],
+}
+INVALID_PAGE = "No such page (`page` past the last one)."
+
+
+def common_responses(result, generator, request, public):
+    """Postprocessing hook: the answers any authenticated operation may give (401, 429,
+    503) and a paginated list's 404, documented once here instead of on every view."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            added = dict(COMMON_DESCRIPTIONS) if operation.get("security") else {}
+            if any(p.get("name") == "page" for p in operation.get("parameters", [])):
+                added[404] = INVALID_PAGE
+            for code, description in added.items():
+                responses.setdefault(str(code), {"content": error, "description": description})
+    return result
+
+
 CHECKOUT_DEFINITION = {
     "name": "order_checkout",
     "description": "Reserve stock, charge, ship",

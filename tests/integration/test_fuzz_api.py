@@ -1,5 +1,6 @@
-"""Property-based requests generated from our own OpenAPI schema (schemathesis): whatever
-the body, query or path, the API answers JSON and never a 5xx."""
+"""Property-based requests generated from our own OpenAPI schema (schemathesis), with each
+role's key: whatever the body, query or path, the API answers JSON, never a 5xx, and every
+answer conforms to the schema (documented status, content type, headers and body)."""
 
 import pytest
 import schemathesis
@@ -9,11 +10,25 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.api_builders import definition, post_definition
 
 # Successful answers of these are not JSON (Prometheus text); their errors still are.
 TEXT_ENDPOINTS = {"/metrics"}
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
 schema.config.generation.update(
     modes=["positive", "negative"], max_examples=10, deterministic=True, database="none"
@@ -38,10 +53,13 @@ def seeded(internal_api):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @pytest.mark.django_db
-def test_generated_requests_never_fail_the_server(case, seeded):
-    headers = {"X-API-Key": settings.INTERNAL_API_KEY}
+@pytest.mark.parametrize("role", ["client", "internal"])
+def test_generated_requests_never_fail_the_server(case, seeded, role):
+    key = settings.SAGA_API_KEY if role == "client" else settings.INTERNAL_API_KEY
+    headers = {"X-API-Key": key}
 
     response = case.call(headers=headers)
+    case.validate_response(response, checks=CONFORMANCE, headers=headers)
 
     assert response.status_code < 500, (case.method, case.path, response.text[:500])
     content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type")
