@@ -507,6 +507,13 @@ class Profiler:
         return [out for out, _ in self.running]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), whoever used them."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
 def db_transactions() -> int:
     """Committed transactions in the bench database so far (statistics lag up to ~1 s)."""
     conn = db_connect("postgres")
@@ -524,9 +531,11 @@ def measure(client, meter, count: int, concurrency: int, first: int, profiler=No
     before = meter.snapshot()
     client.start_ms.clear()
     client_cpu = time.process_time()
+    busy = machine_busy_seconds()
     started = time.monotonic()
     ids = run_many(client, range(first, first + count), concurrency)
     elapsed = time.monotonic() - started
+    busy = machine_busy_seconds() - busy
     client_cpu = time.process_time() - client_cpu
     cpu = CpuMeter.delta(before, meter.snapshot())
     time.sleep(1.2)  # let every backend publish its statistics
@@ -544,6 +553,10 @@ def measure(client, meter, count: int, concurrency: int, first: int, profiler=No
         cpu_ms_per_saga={name: used * 1000 / count for name, used in cpu.items()},
     )
     figures["cpu_ms_per_saga"]["client"] += client_cpu * 1000 / count
+    ours = sum(cpu.values()) + client_cpu
+    # What else ran meanwhile (other tests on a shared box) shows here: keep it near 0.
+    figures["machine_busy_cores"] = busy / elapsed
+    figures["others_busy_cores"] = max(0.0, busy - ours) / elapsed
     return figures
 
 
@@ -632,6 +645,15 @@ def cpu_line(cpu: dict) -> str:
     )
 
 
+def busy_line(phase: dict) -> str:
+    return (
+        f"machine busy {phase['machine_busy_cores']:.2f} cores, of which"
+        f" {phase['others_busy_cores']:.2f} by processes outside the bench;"
+        f" {phase['db_transactions_per_saga']:.1f} DB transactions/saga;"
+        f" POST /api/sagas/ p50 {phase['start_request_p50_ms']:.1f} ms (client side)"
+    )
+
+
 def report(results: dict) -> str:
     m, floor = results["machine"], results["floor"]
     lat, thr = results["latency_c1"], results["throughput"]
@@ -643,10 +665,12 @@ def report(results: dict) -> str:
         f"  concurrency 1 : p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
         f" (created→finished, {lat['sagas']} sagas {lat['statuses']})",
         f"                  {cpu_line(lat['cpu_ms_per_saga'])}",
+        f"                  {busy_line(lat)}",
         f"  concurrency {thr['concurrency']}: {thr['sagas_per_second']:.0f} sagas/s,"
         f" p50 {thr['p50_ms']:.1f} ms, p99 {thr['p99_ms']:.1f} ms"
         f" ({thr['sagas']} sagas {thr['statuses']})",
         f"                  {cpu_line(thr['cpu_ms_per_saga'])}",
+        f"                  {busy_line(thr)}",
         f"  floor (the 3 calls made directly): p50 {floor['p50_ms']:.2f} ms,"
         f" p99 {floor['p99_ms']:.2f} ms one set at a time;"
         f" {floor['sets_per_second']:.0f} sets/s {thr['concurrency']} at a time",
@@ -665,7 +689,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--api-workers", type=int, default=3, help="Gunicorn sync workers")
     parser.add_argument("--workers", type=int, default=1, help="saga worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=8, help="threads per worker")
-    parser.add_argument("--poll-ms", type=float, default=2.0, help="client's finish poll")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="client's finish poll")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--redis-db", type=int, default=9)
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
