@@ -5,6 +5,8 @@ belongs, a string where a number belongs) and control characters are rejected wi
 field-level message rather than coerced.
 """
 
+import copy
+import functools
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -400,6 +402,12 @@ class SagaErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+@functools.cache
+def step_state_fields() -> tuple[str, ...]:
+    """The keys of a step shown by the API (built once: a serializer's fields are not free)."""
+    return tuple(StepStateSerializer().fields)
+
+
 class SagaSerializer(serializers.ModelSerializer):
     definition = serializers.CharField(source="definition_name")
     input = JsonObjectField()
@@ -423,9 +431,17 @@ class SagaSerializer(serializers.ModelSerializer):
             "deadline_at",
         ]
 
+    def get_fields(self):
+        # ModelSerializer inspects the model on every instance; every saga response
+        # (the start of each saga included) pays it. Inspect once, copy the result.
+        cls = type(self)
+        if "_model_fields" not in cls.__dict__:
+            cls._model_fields = super().get_fields()
+        return copy.deepcopy(cls._model_fields)
+
     @extend_schema_field(StepStateSerializer(many=True))
     def get_steps(self, saga: SagaInstance) -> list[dict]:
-        fields = StepStateSerializer().fields
+        fields = step_state_fields()
         return [{name: step.get(name) for name in fields} for step in saga.steps]
 
     @extend_schema_field(SagaErrorSerializer(allow_null=True))

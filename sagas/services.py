@@ -3,14 +3,17 @@
 (Cancel and retry live in `sagas.engine.control`: they change engine state.)
 """
 
+import json
 import logging
+import uuid
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from sagas import selectors
+from sagas.engine import pgsql
 from sagas.engine.wakeup import wake_workers
 from sagas.exceptions import Conflict
 from sagas.jsonutil import content_hash
@@ -70,11 +73,8 @@ def saga_start(
         existing = _idempotent_match(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
-    saga_definition = _definition_for_start(definition, version)
     try:
-        with transaction.atomic():
-            saga = _saga_create(saga_definition, saga_input, idempotency_key, fingerprint)
-            transaction.on_commit(wake_workers)
+        saga = _saga_insert(definition, version, saga_input, idempotency_key, fingerprint)
     except IntegrityError:
         # A concurrent request with the same key committed first (unique constraint).
         existing = _idempotent_match(idempotency_key, fingerprint) if idempotency_key else None
@@ -84,6 +84,41 @@ def saga_start(
     _log_started(saga)
     record_saga_started()  # a new saga only: an idempotent replay returned above
     return saga, True
+
+
+def _saga_insert(
+    name: str, version: int | None, saga_input: dict, key: str | None, fingerprint: str
+) -> SagaInstance:
+    """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
+    if connection.vendor != "postgresql":
+        saga_definition = _definition_for_start(name, version)
+        with transaction.atomic():
+            saga = _saga_create(saga_definition, saga_input, key, fingerprint)
+            transaction.on_commit(wake_workers)
+        return saga
+    # PostgreSQL: the definition lookup, the INSERT and the NOTIFY as one statement, its
+    # own transaction (a savepoint only inside a caller's transaction).
+    params = {
+        "name": name,
+        "version": version,
+        "id": uuid.uuid4(),
+        "status": SagaStatus.PENDING.value,
+        "input": json.dumps(saga_input),
+        "step": json.dumps(_initial_step("")),
+        "phase": Phase.ACTION.value,
+        "now": timezone.now(),
+        "key": key or None,
+        "fingerprint": fingerprint,
+    }
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            saga = pgsql.saga_insert(params=params)
+    else:
+        saga = pgsql.saga_insert(params=params)
+    if saga is None:
+        _definition_for_start(name, version)  # raises the 400 that says what is missing
+        raise ValidationError({"definition": [f"Unknown saga definition '{name}'."]})
+    return saga
 
 
 def _idempotent_match(key: str, fingerprint: str) -> SagaInstance | None:

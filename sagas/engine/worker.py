@@ -32,6 +32,9 @@ logger = logging.getLogger("sagas.engine")
 LOCK_BUSY_DELAY = 1.0
 ERROR_DELAY = 5.0
 DB_ERRORS = (DatabaseError, InterfaceError)
+# Idle threads of a process share one look at the next due time within this many seconds
+# (each look is a query; a busy worker's threads go idle hundreds of times a second).
+LOOK_SHARED_SECONDS = 0.05
 
 
 class Worker:
@@ -63,6 +66,9 @@ class Worker:
         )
         self._held: dict[str, Lease] = {}
         self._held_lock = threading.Lock()
+        self._look_lock = threading.Lock()
+        self._looked_at = float("-inf")
+        self._looked_due = None
 
     # One unit of work -------------------------------------------------------------
 
@@ -135,7 +141,7 @@ class Worker:
         """Sleep until work may be due: one cheap look per wake, not a claim attempt."""
         while not self.stopping.is_set():
             try:
-                due = next_due_at()
+                due = self._next_due()
             except DB_ERRORS:
                 _connection_drop()
                 return
@@ -144,6 +150,25 @@ class Worker:
                 return  # woken: new work was announced
             if due is not None and due <= timezone.now():
                 return  # its time has come: claim it
+
+    def _next_due(self):
+        """When the earliest waiting saga becomes due: a recent look by another idle thread
+        of this process when it still says "later" (or "nothing"), else a fresh look.
+
+        A saga scheduled by another process in between is found at the next look, as it
+        would be if no thread happened to look then: sagas this process releases are told
+        to the Wakeups directly, new and resumed ones by a notification.
+        """
+        now = time.monotonic()
+        with self._look_lock:
+            due, fresh = self._looked_due, now - self._looked_at < LOOK_SHARED_SECONDS
+            if fresh and (due is None or due > timezone.now()):
+                return due
+            self._looked_at = now
+        due = next_due_at()
+        with self._look_lock:
+            self._looked_due = due
+        return due
 
     def stop(self) -> None:
         """Stop claiming; called from a signal handler, so it only sets flags."""
