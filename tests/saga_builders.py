@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from sagas.engine.plan import steps_initial
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaDefinition, SagaInstance
+from tests.support import wait_until
 
 FAST_RETRY = {
     "max_attempts": 3,
@@ -67,18 +68,6 @@ def saga_get(saga) -> SagaInstance:
 
 def attempts(saga) -> list[SagaAttempt]:
     return list(SagaAttempt.objects.filter(saga_id=saga.id).order_by("id"))
-
-
-def wait_until(condition, *, timeout: float = 10.0, interval: float = 0.01):
-    """Poll `condition` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def drive(worker, saga, *, timeout: float = 10.0) -> SagaInstance:

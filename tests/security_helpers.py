@@ -9,13 +9,13 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from types import SimpleNamespace
 
 from django.test import override_settings
 
 from saga_orchestrator.logging import RequestIdFilter, UtcJsonFormatter
+from tests.support import free_port, wait_until
 
 URLS = "tests.security_urls"
 
@@ -44,22 +44,6 @@ def security_settings(limit: int = 100, window: int = 60, **extra):
         yield keys
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 @contextlib.contextmanager
 def throwaway_redis(*extra_args: str):
     """A redis-server of our own on a free port (yields (process, port)); killed by PID.
@@ -82,7 +66,7 @@ def throwaway_redis(*extra_args: str):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _answers(port), timeout=10)
+        wait_until(lambda: _answers(port), timeout=10)
         yield process, port
     finally:
         process.kill()

@@ -11,7 +11,7 @@ from sagas.models import SagaInstance
 from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
 from tests.participants import ParticipantServer, Reply
-from tests.saga_builders import wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

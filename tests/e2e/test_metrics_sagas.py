@@ -15,7 +15,7 @@ from tests.e2e.test_metrics_multiprocess import samples
 from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
 from tests.participants import ParticipantServer, Reply
-from tests.saga_builders import wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

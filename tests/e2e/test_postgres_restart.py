@@ -16,6 +16,7 @@ from django.conf import settings
 from tests.e2e.workers import ROOT, WorkerProcess
 from tests.gunicorn_server import gunicorn
 from tests.participants import ParticipantServer, Reply
+from tests.support import wait_until
 from tests.throwaway_postgres import ThrowawayPostgres
 
 pytestmark = [pytest.mark.e2e]
@@ -43,16 +44,6 @@ def service_env(database: ThrowawayPostgres) -> dict:
         # Sagas held when the database died wait out their lease: keep it short here.
         "SAGA_LEASE_SECONDS": "3",
     }
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def definition(participants: ParticipantServer) -> dict:
@@ -106,7 +97,7 @@ def test_postgres_restart_loses_no_saga_and_the_api_answers_503_meanwhile(databa
                 ).json()["id"]
                 for n in range(SAGAS)
             ]
-            wait_until(lambda: participants.received("POST", "/one"), 20, "the first call")
+            wait_until(lambda: participants.received("POST", "/one"), 20, what="the first call")
 
             database.stop("immediate")
             began = time.monotonic()
@@ -120,7 +111,10 @@ def test_postgres_restart_loses_no_saga_and_the_api_answers_503_meanwhile(databa
 
             database.start()
             wait_until(
-                lambda: set(statuses(api, base, ids)) == {"completed"}, 90, "every saga completed"
+                lambda: set(statuses(api, base, ids)) == {"completed"},
+                90,
+                0.1,
+                "every saga completed",
             )
     finally:
         participants.close()

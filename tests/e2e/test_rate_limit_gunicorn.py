@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.security_helpers import free_port, unique_ip, unique_key, wait_for
+from tests.security_helpers import unique_ip, unique_key
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -53,9 +54,9 @@ def gunicorn(tmp_path):
             )
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(base, process, log_path), timeout=30, interval=0.1)
+        wait_until(lambda: _up(base, process, log_path), timeout=30, interval=0.1)
         workers = int(env["GUNICORN_WORKERS"])
-        wait_for(lambda: _all_workers_answer(base, workers), timeout=30, interval=0)
+        wait_until(lambda: _all_workers_answer(base, workers), timeout=30, interval=0)
         return base, env, log_path
 
     try:
@@ -146,7 +147,7 @@ def test_window_resets_across_workers(gunicorn):
     codes = [requests.get(url, headers=headers, timeout=5).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     started = time.monotonic()
-    fresh = wait_for(
+    fresh = wait_until(
         lambda: (r := requests.get(url, headers=headers, timeout=5)).ok and r,
         timeout=5,
         interval=0.05,

@@ -11,17 +11,10 @@ import redis
 
 from sagas.engine.wakeup import wake_workers
 from sagas.models import SagaAttempt, SagaInstance, WorkerHeartbeat
-from tests.e2e.workers import WorkerProcess, free_port
+from tests.e2e.workers import WorkerProcess
 from tests.participants import ParticipantServer, Reply
-from tests.saga_builders import (
-    attempts,
-    call,
-    definition_create,
-    saga_create,
-    saga_get,
-    step,
-    wait_until,
-)
+from tests.saga_builders import attempts, call, definition_create, saga_create, saga_get, step
+from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,9 @@ import sys
 import pytest
 import requests
 
-from tests.e2e.workers import ROOT, free_port
-from tests.saga_builders import definition_create, drive, saga_create, wait_until
+from tests.e2e.workers import ROOT
+from tests.saga_builders import definition_create, drive, saga_create
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORDER = {

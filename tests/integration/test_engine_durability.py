@@ -17,7 +17,6 @@ from sagas.engine.wakeup import wake_workers
 from sagas.engine.worker import Worker
 from sagas.models import SagaInstance, WorkerHeartbeat
 from sagas.redis_client import redis_client_for
-from tests.e2e.workers import free_port
 from tests.participants import Reply
 from tests.saga_builders import (
     attempts,
@@ -28,8 +27,8 @@ from tests.saga_builders import (
     saga_create,
     saga_get,
     step,
-    wait_until,
 )
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

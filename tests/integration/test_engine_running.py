@@ -19,8 +19,8 @@ from tests.saga_builders import (
     saga_create,
     saga_get,
     step,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

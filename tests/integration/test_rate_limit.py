@@ -12,13 +12,8 @@ from django.test import Client, override_settings
 
 from sagas import throttling
 from sagas.redis_client import redis_client
-from tests.security_helpers import (
-    captured_logs,
-    security_settings,
-    throwaway_redis,
-    unique_ip,
-    wait_for,
-)
+from tests.security_helpers import captured_logs, security_settings, throwaway_redis, unique_ip
+from tests.support import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +148,7 @@ def test_window_resets():
         codes = [get("/api/limited/", key=s.client_key).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         started = time.monotonic()
-        fresh = wait_for(
+        fresh = wait_until(
             lambda: (r := get("/api/limited/", key=s.client_key)).status_code == 200 and r,
             timeout=3,
         )
@@ -253,7 +248,7 @@ def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
             assert set(codes) == {200} and len(warnings_of(records)) == 1
             assert throttling.rate_limit_degraded()
             with throwaway_redis_on(port):
-                recovered = wait_for(
+                recovered = wait_until(
                     lambda: (
                         "X-RateLimit-Limit" in (r := get("/api/limited/", key=s.client_key)) and r
                     ),
