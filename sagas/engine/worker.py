@@ -104,7 +104,11 @@ class Worker:
             # One saga's bug must not kill the worker: log it, try the saga again later.
             logger.exception(
                 "saga raised unexpectedly; rescheduled",
-                extra={"saga_id": str(lease.saga_id), "definition": lease.definition},
+                extra={
+                    "saga_id": str(lease.saga_id),
+                    "definition": lease.definition,
+                    "request_id": lease.request_id,
+                },
             )
             lease_release(lease=lease, due_at=timezone.now() + timedelta(seconds=ERROR_DELAY))
 
