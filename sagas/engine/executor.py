@@ -71,8 +71,10 @@ class Runtime:
     released: Callable[[datetime | None], None] = lambda due: None
 
 
-def saga_run(claimed: Claimed, runtime: Runtime) -> None:
-    """Advance the saga until it finishes or waits; LeaseLost ends it quietly."""
+def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
+    """Advance the saga until it finishes or waits; LeaseLost ends it quietly.
+
+    Returns the status it was handed back with (None when the lease was lost)."""
     lease, state = claimed.lease, claimed.state
     plan = runtime.plans.get(claimed.definition_id)
     if not state.steps:
@@ -92,7 +94,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
             try:
                 if call is None or runtime.stopping() or lease.lost:
                     _hand_back(lease, before, state, closed, call, runtime)
-                    return
+                    return state.status
                 state, request = _call_open(
                     lease, before, state, plan, call, closed, claimed, runtime
                 )
@@ -105,6 +107,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
             closed = AttemptClose(call, plan.steps[call.index].name, result)
     except LeaseLost:
         logger.info("lease lost, leaving the saga to its new holder", extra=_ids(lease))
+        return None
     finally:
         reset_request_id(token)
 
