@@ -42,7 +42,7 @@ def database_check() -> dict:
 
 def _probe_connection():
     params = copy.deepcopy(connections["default"].settings_dict)
-    if params["ENGINE"] == "django.db.backends.postgresql":
+    if connections["default"].vendor == "postgresql":
         timeout = min(DB_PROBE_TIMEOUT, settings.DB_CONNECT_TIMEOUT)
         params.setdefault("OPTIONS", {})["connect_timeout"] = timeout
     params["CONN_MAX_AGE"] = 0

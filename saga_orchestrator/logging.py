@@ -8,9 +8,11 @@ rotate per process and scatter lines (ECOSYSTEM.md).
 No Django import here: gunicorn.conf.py configures the master process with it too.
 """
 
+import json
 import logging
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
@@ -65,17 +67,71 @@ class SecretFilter(logging.Filter):
 
 
 class UtcJsonFormatter(JsonFormatter):
-    """One JSON object per line; Gunicorn access records get their request's fields."""
+    """One JSON object per line; Gunicorn access records get their request's fields.
+
+    Same fields as python-json-logger's own `add_fields`, gathered in one pass (it is on
+    the hot path: several lines per saga), and a record is formatted once even when both
+    handlers (stdout and LOG_FILE) write it.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("timestamp", "time")
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__(*args, **kwargs)
+        self._required = [(field, self._get_rename(field)) for field in self._required_fields]
+        self._time_key = self._get_rename(
+            self.timestamp if isinstance(self.timestamp, str) else "timestamp"
+        )
+        self._last: tuple[logging.LogRecord | None, str] = (None, "")
+        # One encoder for every line (json.dumps(cls=…) builds one per call).
+        self._encoder = (self.json_encoder or json.JSONEncoder)(
+            default=self.json_default, indent=self.json_indent, ensure_ascii=self.json_ensure_ascii
+        )
+
+    def jsonify_log_record(self, log_data: dict) -> str:
+        return self._encoder.encode(log_data)
+
+    def format(self, record: logging.LogRecord) -> str:
+        last_record, text = self._last
+        if last_record is record:
+            return text  # the same record, for the next handler
+        text = super().format(record)
+        self._last = (record, text)
+        return text
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
-        super().add_fields(log_data, record, message_dict)
+        fields = record.__dict__
+        rename, skip = self.rename_fields, self._skip_fields
+        for field, name in self._required:
+            log_data[name] = fields.get(field)
+        for data in (self.defaults, self.static_fields, message_dict):
+            for key, value in data.items():
+                log_data[rename.get(key, key)] = value
+        for key, value in fields.items():
+            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+                log_data[rename.get(key, key)] = value
+        if self.timestamp:
+            log_data[self._time_key] = _utc_iso(record.created)
+        if self.rename_fields_keep_missing:
+            for name in rename.values():
+                log_data.setdefault(name, None)
         if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
             log_data.update(access_fields(record.args))
+
+
+_second: tuple[int | None, str] = (None, "")  # the last whole second formatted, its text
+
+
+def _utc_iso(created: float) -> str:
+    """`datetime.fromtimestamp(created, UTC).isoformat()` (microseconds truncated), with
+    the date and time text computed once per second."""
+    global _second
+    second = int(created)
+    cached, text = _second
+    if cached != second:
+        text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (second, text)
+    return f"{text}.{int((created - second) * 1_000_000):06d}+00:00"
 
 
 def access_fields(atoms: Mapping) -> dict:

@@ -11,6 +11,7 @@ volume there in both containers); empty → off, each process keeps its own coun
 No Django import here: gunicorn.conf.py uses this module in the master process.
 """
 
+import functools
 import os
 import re
 import socket
@@ -73,7 +74,9 @@ def process_dead_mark(pid: int) -> None:
         multiprocess.mark_process_dead(process_identifier(pid), path)
 
 
+@functools.cache
 def _host() -> str:
+    # Cached: prometheus_client asks for the identifier on every counter update.
     return socket.gethostname().replace(os.sep, "_") or "host"
 
 

@@ -161,7 +161,8 @@ DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 20, minimum=1)
 if DB_HOST:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            # Django's backend with a cheaper health check (saga_orchestrator/postgresql).
+            "ENGINE": "saga_orchestrator.postgresql",
             "NAME": env_str("DB_NAME", "saga_db"),
             "USER": env_str("DB_USER", "postgres"),
             "PASSWORD": env_str("DB_PASSWORD"),

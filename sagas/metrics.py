@@ -83,21 +83,43 @@ def record_saga_started() -> None:
     _safely(SAGA_STARTED.inc)
 
 
+def _child(metric, *labels):
+    """`metric.labels(*labels)`, looked up once per process and label set (labels() takes
+    a lock and builds a tuple on every call; the hot path updates the same few children)."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+_children: dict[tuple, object] = {}
+
+
 def record_saga_finished(*, status: str, duration_s: float) -> None:
     """A saga reached `status` (completed, compensated, cancelled, failed)."""
-    _safely(lambda: SAGA_FINISHED.labels(status=status).inc())
-    _safely(lambda: SAGA_DURATION.observe(max(duration_s, 0.0)))
+    try:
+        _child(SAGA_FINISHED, status).inc()
+        SAGA_DURATION.observe(max(duration_s, 0.0))
+    except Exception:  # a full disk or a bad label must not fail a saga or a request
+        logger.warning("metric not recorded", exc_info=True)
 
 
 def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> None:
     """One call attempt: phase action|compensation, outcome succeeded|retryable_error|…."""
-    _safely(lambda: PARTICIPANT_CALLS.labels(phase=phase, outcome=outcome).inc())
-    _safely(lambda: STEP_DURATION.labels(phase=phase).observe(max(duration_s, 0.0)))
+    try:
+        _child(PARTICIPANT_CALLS, phase, outcome).inc()
+        _child(STEP_DURATION, phase).observe(max(duration_s, 0.0))
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
 
 
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
-    _safely(lambda: API_REQUESTS.labels(method=method, status=str(status)).inc())
-    _safely(lambda: API_LATENCY.labels(method=method).observe(max(duration_s, 0.0)))
+    try:
+        _child(API_REQUESTS, method, str(status)).inc()
+        _child(API_LATENCY, method).observe(max(duration_s, 0.0))
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
 
 
 def saga_event_record(event: dict) -> None:

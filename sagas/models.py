@@ -111,6 +111,9 @@ class SagaInstance(models.Model):
 
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # The X-Request-ID of the POST that started the saga: sent on every participant call
+    # and stamped on the saga's log lines ("" for sagas started before it was kept).
+    request_id = models.CharField(max_length=128, blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -2,9 +2,15 @@
 status alerts (DESIGN §7: API response time > 2 s, error rate > 5 %).
 
 Each response adds to the current minute's bucket: a Redis hash `saga:api:<minute>` with
-fields `requests`, `errors` and `seconds`, written in one pipelined round trip (HINCRBY,
-HINCRBYFLOAT, EXPIRE; no MULTI) and expiring after the hour it is read for. The status page
-sums the last 60 buckets (the current, partial minute included) in one more round trip.
+fields `requests`, `errors` and `seconds` (HINCRBY, HINCRBYFLOAT, EXPIRE), expiring after
+the hour it is read for. The status page sums the last 60 buckets (the current, partial
+minute included) in one round trip.
+
+A response's figures cost no round trip of their own: they wait in the process (`pending`)
+and ride along with the next request's rate-limit script (sagas/throttling.py), which
+applies them in the same call. Figures nobody takes within FLUSH_SECONDS (an idle process,
+open endpoints only) are written by a small per-process flusher thread; the status page
+writes this process's pending figures before it reads.
 
 An *error* is a 5xx response: the service failed. 4xx answers (bad input, a missing key,
 the rate limit) are the client's doing and never raise the alert.
@@ -15,7 +21,9 @@ while Redis is unreachable, the status reports this process's own figures (`scop
 instead of each paying a timeout. Recording never raises.
 """
 
+import functools
 import logging
+import os
 import threading
 import time
 
@@ -31,6 +39,8 @@ BUCKETS = 60  # the last hour
 # A bucket outlives the hour it is read for by a margin (clock skew between nodes).
 BUCKET_TTL_SECONDS = BUCKET_SECONDS * (BUCKETS + 2)
 REDIS_RETRY_SECONDS = 1.0
+# Pending figures are written on their own at the latest this long after the response.
+FLUSH_SECONDS = 0.5
 WARNING_INTERVAL_SECONDS = 60.0
 
 
@@ -39,13 +49,15 @@ def is_error(status: int) -> bool:
 
 
 class _LocalBuckets:
-    """This process's minute buckets: minute → [requests, errors, seconds]."""
+    """This process's minute buckets: minute → [requests, errors, seconds]; and the part
+    of them not yet written to Redis (`pending`, same shape)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.buckets: dict[int, list[float]] = {}
+        self.pending: dict[int, list[float]] = {}
 
-    def add(self, minute: int, error: bool, seconds: float) -> None:
+    def add(self, minute: int, error: bool, seconds: float, shared: bool = False) -> None:
         with self.lock:
             bucket = self.buckets.get(minute)
             if bucket is None:
@@ -54,6 +66,19 @@ class _LocalBuckets:
             bucket[0] += 1
             bucket[1] += error
             bucket[2] += seconds
+            if shared:
+                _add(self.pending, minute, [1, int(error), seconds])
+
+    def pending_take(self) -> dict[int, list[float]]:
+        with self.lock:
+            taken, self.pending = self.pending, {}
+        return taken
+
+    def pending_restore(self, taken: dict[int, list[float]]) -> None:
+        """Put back figures whose write failed (they go with a later write)."""
+        with self.lock:
+            for minute, figures in taken.items():
+                _add(self.pending, minute, figures)
 
     def totals(self, minute: int) -> tuple[int, int, float]:
         with self.lock:
@@ -61,8 +86,9 @@ class _LocalBuckets:
         return _sum(recent)
 
     def _prune(self, minute: int) -> None:
-        for old in [m for m in self.buckets if m <= minute - BUCKETS]:
-            del self.buckets[old]
+        for buckets in (self.buckets, self.pending):
+            for old in [m for m in buckets if m <= minute - BUCKETS]:
+                del buckets[old]
 
 
 class _Breaker:
@@ -86,6 +112,12 @@ class _Breaker:
             )
 
 
+def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> None:
+    bucket = buckets.setdefault(minute, [0, 0, 0.0])
+    for i, value in enumerate(figures):
+        bucket[i] += value
+
+
 _local = _LocalBuckets()
 _breaker = _Breaker()
 
@@ -102,25 +134,99 @@ def _sum(buckets) -> tuple[int, int, float]:
 
 
 def request_record(*, status: int, duration_s: float, now: float | None = None) -> None:
-    """Count one answered request in its minute (here and, when reachable, in Redis)."""
+    """Count one answered request in its minute: here at once; in Redis with the next
+    rate-limit script of this process, or the flusher within FLUSH_SECONDS."""
     try:
         minute, error, seconds = _minute(now), is_error(status), max(duration_s, 0.0)
-        _local.add(minute, error, seconds)
-        client = redis_client()
-        if client is None or _breaker.open():
-            return
-        key = f"{REDIS_KEY_PREFIX}{minute}"
-        pipe = client.pipeline(transaction=False)
-        pipe.hincrby(key, "requests", 1)
-        if error:
-            pipe.hincrby(key, "errors", 1)
-        pipe.hincrbyfloat(key, "seconds", seconds)
-        pipe.expire(key, BUCKET_TTL_SECONDS)
-        pipe.execute()
-    except redis.RedisError as exc:
-        _breaker.failed(exc)
+        shared = redis_client() is not None
+        _local.add(minute, error, seconds, shared=shared)
+        if shared:
+            _flusher.ensure()
     except Exception:  # a figure must never fail the request it describes
         logger.warning("request figure not recorded", exc_info=True)
+
+
+# The bucket updates as arguments of a Lua script: KEYS[first..] are bucket keys, ARGV
+# holds the TTL then (requests, errors, seconds) per key. The rate limiter's script
+# embeds it; `pending_write` runs it alone.
+APPLY_LUA = """
+for i = {first}, #KEYS do
+  local at = {argv} + (i - {first}) * 3
+  redis.call('HINCRBY', KEYS[i], 'requests', ARGV[at])
+  if ARGV[at + 1] ~= '0' then redis.call('HINCRBY', KEYS[i], 'errors', ARGV[at + 1]) end
+  redis.call('HINCRBYFLOAT', KEYS[i], 'seconds', ARGV[at + 2])
+  redis.call('EXPIRE', KEYS[i], ARGV[{argv} - 1])
+end
+"""
+APPLY_SCRIPT = APPLY_LUA.format(first=1, argv=2) + "return 1"
+
+
+def pending_take() -> tuple[list[str], list, dict]:
+    """This process's figures not yet in Redis, as (keys, args, taken) for a script that
+    embeds APPLY_LUA: args are the TTL then three values per key. Hand `taken` back to
+    `pending_restore` if the script fails."""
+    taken = _local.pending_take()
+    keys: list[str] = []
+    args: list = [BUCKET_TTL_SECONDS]
+    for minute, (requests, errors, seconds) in taken.items():
+        keys.append(f"{REDIS_KEY_PREFIX}{minute}")
+        args += [int(requests), int(errors), f"{seconds:.6f}"]
+    return keys, args, taken
+
+
+def pending_restore(taken: dict) -> None:
+    if taken:
+        _local.pending_restore(taken)
+
+
+def pending_write() -> None:
+    """Write this process's pending figures now (one script call); never raises."""
+    client = redis_client()
+    if client is None or _breaker.open():
+        return
+    keys, args, taken = pending_take()
+    if not keys:
+        return
+    try:
+        _apply_script(client)(keys=keys, args=args)
+    except redis.RedisError as exc:
+        pending_restore(taken)
+        _breaker.failed(exc)
+    except Exception:
+        pending_restore(taken)
+        logger.warning("request figures not written", exc_info=True)
+
+
+@functools.cache
+def _apply_script(client: redis.Redis):
+    return client.register_script(APPLY_SCRIPT)
+
+
+class _Flusher:
+    """One daemon thread per process (started at its first figure, again after a fork)
+    that writes figures no rate-limit script took within FLUSH_SECONDS."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid: int | None = None
+
+    def ensure(self) -> None:
+        if self.pid == os.getpid():
+            return
+        with self.lock:
+            if self.pid == os.getpid():
+                return
+            self.pid = os.getpid()
+            threading.Thread(target=self._run, name="request-figures", daemon=True).start()
+
+    def _run(self) -> None:
+        while _flusher is self:  # (a test may swap the flusher: the old thread ends)
+            time.sleep(FLUSH_SECONDS)
+            if _flusher is self:
+                pending_write()
+
+
+_flusher = _Flusher()
 
 
 def request_figures(*, now: float | None = None) -> dict:
@@ -133,6 +239,7 @@ def request_figures(*, now: float | None = None) -> dict:
     client = redis_client()
     totals, scope, redis_state = None, "process", "disabled"
     if client is not None:
+        pending_write()  # this process's latest figures first
         totals = _redis_totals(client, minute)
         redis_state = "down" if totals is None else "ok"
         scope = "process" if totals is None else "cluster"

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import pgsql
 from sagas.engine.wakeup import wake_workers
@@ -61,20 +62,30 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
 
 
 def saga_start(
-    *, definition: str, version: int | None, saga_input: dict, idempotency_key: str | None
+    *,
+    definition: str,
+    version: int | None,
+    saga_input: dict,
+    idempotency_key: str | None,
+    request_id: str | None = None,
 ) -> tuple[SagaInstance, bool]:
     """Start a saga of `definition` (latest version unless `version`).
 
     Returns (saga, created). With an `idempotency_key` already used for the same body the
     existing saga is returned (created=False); for a different body, Conflict.
+    `request_id` (default: the current request's) travels with the saga: every participant
+    call sends it as X-Request-ID and the saga's log lines carry it.
     """
+    request_id = request_id or current_request_id()
     fingerprint = content_hash({"definition": definition, "version": version, "input": saga_input})
     if idempotency_key:
         existing = _idempotent_match(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     try:
-        saga = _saga_insert(definition, version, saga_input, idempotency_key, fingerprint)
+        saga = _saga_insert(
+            definition, version, saga_input, idempotency_key, fingerprint, request_id
+        )
     except IntegrityError:
         # A concurrent request with the same key committed first (unique constraint).
         existing = _idempotent_match(idempotency_key, fingerprint) if idempotency_key else None
@@ -87,13 +98,18 @@ def saga_start(
 
 
 def _saga_insert(
-    name: str, version: int | None, saga_input: dict, key: str | None, fingerprint: str
+    name: str,
+    version: int | None,
+    saga_input: dict,
+    key: str | None,
+    fingerprint: str,
+    request_id: str,
 ) -> SagaInstance:
     """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
     if connection.vendor != "postgresql":
         saga_definition = _definition_for_start(name, version)
         with transaction.atomic():
-            saga = _saga_create(saga_definition, saga_input, key, fingerprint)
+            saga = _saga_create(saga_definition, saga_input, key, fingerprint, request_id)
             transaction.on_commit(wake_workers)
         return saga
     # PostgreSQL: the definition lookup, the INSERT and the NOTIFY as one statement, its
@@ -109,6 +125,7 @@ def _saga_insert(
         "now": timezone.now(),
         "key": key or None,
         "fingerprint": fingerprint,
+        "request_id": request_id,
     }
     if connection.in_atomic_block:
         with transaction.atomic():
@@ -138,7 +155,7 @@ def _definition_for_start(name: str, version: int | None) -> SagaDefinition:
 
 
 def _saga_create(
-    definition: SagaDefinition, saga_input: dict, key: str | None, fingerprint: str
+    definition: SagaDefinition, saga_input: dict, key: str | None, fingerprint: str, request_id: str
 ) -> SagaInstance:
     now = timezone.now()
     return SagaInstance.objects.create(
@@ -154,6 +171,7 @@ def _saga_create(
         deadline_at=now + timedelta(seconds=definition.timeout_seconds),
         idempotency_key=key or None,
         request_fingerprint=fingerprint,
+        request_id=request_id,
     )
 
 
@@ -182,5 +200,6 @@ def _log_started(saga: SagaInstance) -> None:
             "attempt": None,
             "outcome": None,
             "duration_ms": None,
+            "request_id": saga.request_id,
         },
     )

@@ -33,6 +33,7 @@ import redis
 from django.conf import settings
 from rest_framework import exceptions, throttling
 
+from sagas import request_stats
 from sagas.auth import role_for_key
 from sagas.redis_client import redis_client
 
@@ -47,7 +48,10 @@ REDIS_RETRY_SECONDS = 1.0
 REQUEST_ATTR = "saga_rate_limit"
 
 # INCR and, on the window's first hit, PEXPIRE; a key somehow left without a TTL gets one.
-COUNT_SCRIPT = """
+# The same call applies this process's pending request figures (sagas/request_stats.py:
+# KEYS[2..] and ARGV[2..]), so a request costs one Redis round trip, not two.
+COUNT_SCRIPT = (
+    """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -55,8 +59,10 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {count, ttl}
 """
+    + request_stats.APPLY_LUA.format(first=2, argv=3)
+    + "return {count, ttl}\n"
+)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -240,11 +246,14 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
         return _local.hit(bucket=bucket, limit=limit, window=window)
     if _outage.skipping():
         return None
+    figure_keys, figure_args, taken = request_stats.pending_take()
     try:
         count, ttl_ms = _count_script(client)(
-            keys=[REDIS_KEY_PREFIX + bucket], args=[max(1, int(window * 1000))]
+            keys=[REDIS_KEY_PREFIX + bucket, *figure_keys],
+            args=[max(1, int(window * 1000)), *figure_args],
         )
     except redis.RedisError as error:
+        request_stats.pending_restore(taken)
         _outage.failed(error)
         return None
     _outage.recovered()

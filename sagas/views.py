@@ -160,6 +160,7 @@ class SagaListCreateView(GenericAPIView):
             version=data["version"],
             saga_input=data["input"],
             idempotency_key=key,
+            request_id=request.request_id,
         )
         body = SagaSerializer(saga).data
         if not created:

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 
 def pytest_configure(config):
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         raise pytest.UsageError("The suite needs PostgreSQL: run it with `make test` (DB_HOST).")
 
 

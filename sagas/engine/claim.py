@@ -69,6 +69,8 @@ def _claimed(saga: SagaInstance, owner: str, token: uuid.UUID) -> Claimed:
         owner=owner,
         definition=saga.definition_name,
         created_at=saga.created_at,
+        # Sagas started before the id was kept: their own id, the same on every call.
+        request_id=saga.request_id or saga.id.hex,
     )
     state = SagaState(
         status=saga.status,

@@ -7,7 +7,6 @@ released, no thread sleeps through a backoff), loses its lease, or the worker st
 
 import logging
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,8 +71,10 @@ class Runtime:
     released: Callable[[datetime | None], None] = lambda due: None
 
 
-def saga_run(claimed: Claimed, runtime: Runtime) -> None:
-    """Advance the saga until it finishes or waits; LeaseLost ends it quietly."""
+def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
+    """Advance the saga until it finishes or waits; LeaseLost ends it quietly.
+
+    Returns the status it was handed back with (None when the lease was lost)."""
     lease, state = claimed.lease, claimed.state
     plan = runtime.plans.get(claimed.definition_id)
     if not state.steps:
@@ -85,13 +86,15 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
         # (same Idempotency-Key) if attempts remain, else the step is compensated.
         state = call_settle(state, plan, interrupted, INTERRUPTED, timezone.now(), _jitter())
         closed = AttemptClose(interrupted, plan.steps[interrupted.index].name, INTERRUPTED)
+    # Every log line of this run (SAGA events, warnings) carries the saga's request id.
+    token = set_request_id(lease.request_id)
     try:
         while True:
             state, call = decide(state, plan, timezone.now())
             try:
                 if call is None or runtime.stopping() or lease.lost:
                     _hand_back(lease, before, state, closed, call, runtime)
-                    return
+                    return state.status
                 state, request = _call_open(
                     lease, before, state, plan, call, closed, claimed, runtime
                 )
@@ -104,19 +107,21 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> None:
             closed = AttemptClose(call, plan.steps[call.index].name, result)
     except LeaseLost:
         logger.info("lease lost, leaving the saga to its new holder", extra=_ids(lease))
+        return None
+    finally:
+        reset_request_id(token)
 
 
 def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
     """Record the attempt (and the previous one's outcome) before the call is made."""
     now = timezone.now()
-    request_id = uuid.uuid4().hex
     request = call_prepare(
         plan=plan,
         call=call,
         saga_id=str(lease.saga_id),
         saga_input=claimed.saga_input,
         steps=state.steps,
-        request_id=request_id,
+        request_id=lease.request_id,
         allowed_hosts=settings.SAGA_ALLOWED_HOSTS,
     )
     spec = call_spec(plan, call)
@@ -141,11 +146,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
 
 
 def _send(request: ParticipantRequest) -> CallResult:
-    token = set_request_id(request.headers["X-Request-ID"])
-    try:
-        return participant_call(request, max_bytes=settings.SAGA_MAX_RESPONSE_BYTES)
-    finally:
-        reset_request_id(token)
+    return participant_call(request, max_bytes=settings.SAGA_MAX_RESPONSE_BYTES)
 
 
 def _hand_back(lease, before, state, closed, call, runtime) -> None:
@@ -170,4 +171,8 @@ def _jitter() -> float:
 
 
 def _ids(lease: Lease) -> dict:
-    return {"saga_id": str(lease.saga_id), "definition": lease.definition}
+    return {
+        "saga_id": str(lease.saga_id),
+        "definition": lease.definition,
+        "request_id": lease.request_id,
+    }

@@ -34,10 +34,24 @@ class SagaLocks:
         self.ttl_ms = int(ttl_seconds * 1000)
         self._down_until = 0.0
 
-    def acquire(self, saga_id, token: uuid.UUID) -> bool:
-        """False only when Redis answers that another holder has the lock."""
-        taken = self._run(lambda c: c.set(lock_key(saga_id), str(token), nx=True, px=self.ttl_ms))
-        return taken is not False
+    def acquire(self, saga_id, token: uuid.UUID, release: tuple | None = None) -> bool:
+        """False only when Redis answers that another holder has the lock.
+
+        `release`: (saga id, token) of a lock this caller no longer needs, released in the
+        same round trip (a finished saga's, see `Worker.tick`)."""
+        if release is None:
+            taken = self._run(
+                lambda c: c.set(lock_key(saga_id), str(token), nx=True, px=self.ttl_ms)
+            )
+            return taken is not False
+
+        def both(client):
+            pipe = client.pipeline(transaction=False)
+            pipe.eval(_RELEASE, 1, lock_key(release[0]), str(release[1]))
+            pipe.set(lock_key(saga_id), str(token), nx=True, px=self.ttl_ms)
+            return pipe.execute()[-1]
+
+        return self._run(both) is not False
 
     def renew(self, saga_id, token: uuid.UUID) -> None:
         self._run(lambda c: c.eval(_RENEW, 1, lock_key(saga_id), str(token), self.ttl_ms))

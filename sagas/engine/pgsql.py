@@ -44,6 +44,7 @@ CLAIMED_COLUMNS = (
     "definition_id",
     "definition_name",
     "created_at",
+    "request_id",
 )
 JSON_COLUMNS = ("steps", "error", "cause", "input")
 
@@ -140,14 +141,14 @@ WITH definition AS (
 ), saga AS (
     INSERT INTO {SAGA} (id, definition_id, definition_name, definition_version, status, input,
         steps, current_step, phase, cancel_requested, next_attempt_at, lease_owner,
-        idempotency_key, request_fingerprint, created_at, deadline_at, updated_at)
+        idempotency_key, request_fingerprint, request_id, created_at, deadline_at, updated_at)
     SELECT %(id)s::uuid, id, name, version, %(status)s, %(input)s::jsonb,
         (SELECT coalesce(jsonb_agg(
                     jsonb_set(%(step)s::jsonb, '{{name}}', step -> 'name') ORDER BY n),
                 '[]'::jsonb)
             FROM jsonb_array_elements(definition.steps) WITH ORDINALITY AS each(step, n)),
         0, %(phase)s, false, %(now)s::timestamptz, '',
-        %(key)s, %(fingerprint)s, %(now)s::timestamptz,
+        %(key)s, %(fingerprint)s, %(request_id)s, %(now)s::timestamptz,
         %(now)s::timestamptz + make_interval(secs => timeout_seconds), %(now)s::timestamptz
     FROM definition
     RETURNING {", ".join(SAGA_COLUMNS)}
@@ -163,8 +164,8 @@ def saga_insert(*, params: dict) -> SagaInstance | None:
     statement; None when there is no such definition or version.
 
     `params`: name, version, id, status, input (JSON text), step (the initial step as JSON
-    text; its name is filled in per step), phase, now, key, fingerprint. The NOTIFY is
-    delivered when the statement's transaction commits, like wake_workers().
+    text; its name is filled in per step), phase, now, key, fingerprint, request_id. The
+    NOTIFY is delivered when the statement's transaction commits, like wake_workers().
     """
     with connection.cursor() as cursor:
         prepared_execute(cursor, START_SQL, params)

@@ -45,6 +45,8 @@ class Lease:
     definition: str
     created_at: datetime
     lost: bool = False  # set by the lease keeper when a renewal found another token
+    # The X-Request-ID of the saga's start: on every call and every SAGA log line.
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,11 @@ def _attempt_open(lease: Lease, opened: AttemptOpen) -> None:
 
 
 def _events(lease: Lease, before: str, state: SagaState, closed: AttemptClose | None):
-    base = {"saga_id": str(lease.saga_id), "definition": lease.definition}
+    base = {
+        "saga_id": str(lease.saga_id),
+        "definition": lease.definition,
+        "request_id": lease.request_id,
+    }
     if closed is not None:
         result = closed.result
         yield base | {

@@ -24,7 +24,7 @@ from sagas.engine.executor import PlanCache, Runtime, saga_run
 from sagas.engine.locks import saga_locks_from_settings
 from sagas.engine.record import Lease, lease_release, lease_renew
 from sagas.engine.wakeup import Wakeups, listener_start, wake_workers
-from sagas.models import WorkerHeartbeat
+from sagas.models import TERMINAL_STATUSES, WorkerHeartbeat
 
 logger = logging.getLogger("sagas.engine")
 
@@ -69,6 +69,7 @@ class Worker:
         self._look_lock = threading.Lock()
         self._looked_at = float("-inf")
         self._looked_due = None
+        self._thread = threading.local()  # per thread: a finished saga's lock to release
 
     # One unit of work -------------------------------------------------------------
 
@@ -80,33 +81,56 @@ class Worker:
             owner=self.worker_id, now=timezone.now(), lease_seconds=self.lease_seconds
         )
         if claimed is None:
+            self._finished_release()  # out of work: nothing to share the round trip with
             return False
         lease = claimed.lease
-        if not self.locks.acquire(lease.saga_id, lease.token):
+        if not self.locks.acquire(lease.saga_id, lease.token, release=self._finished_take()):
             # A previous holder may still be mid-call: let its lock run out first.
             lease_release(lease=lease, due_at=timezone.now() + timedelta(seconds=LOCK_BUSY_DELAY))
             return True
         self._hold(lease)
+        status = None
         try:
-            self._run(claimed)
+            status = self._run(claimed)
         finally:
             self._unhold(lease)
-            self.locks.release(lease.saga_id, lease.token)
+            if status in TERMINAL_STATUSES:
+                # Nothing will claim a finished saga (but a retry request): its lock goes
+                # with this thread's next acquire, one round trip for both, or before the
+                # thread idles.
+                self._thread.finished = (lease.saga_id, lease.token)
+            else:
+                self.locks.release(lease.saga_id, lease.token)
         return True
 
-    def _run(self, claimed: Claimed) -> None:
+    def _finished_take(self) -> tuple | None:
+        finished = getattr(self._thread, "finished", None)
+        self._thread.finished = None
+        return finished
+
+    def _finished_release(self) -> None:
+        finished = self._finished_take()
+        if finished is not None:
+            self.locks.release(*finished)
+
+    def _run(self, claimed: Claimed) -> str | None:
         lease = claimed.lease
         try:
-            saga_run(claimed, self.runtime)
+            return saga_run(claimed, self.runtime)
         except DB_ERRORS:
             raise  # the database is down: the thread backs off; the lease runs out
         except Exception:
             # One saga's bug must not kill the worker: log it, try the saga again later.
             logger.exception(
                 "saga raised unexpectedly; rescheduled",
-                extra={"saga_id": str(lease.saga_id), "definition": lease.definition},
+                extra={
+                    "saga_id": str(lease.saga_id),
+                    "definition": lease.definition,
+                    "request_id": lease.request_id,
+                },
             )
             lease_release(lease=lease, due_at=timezone.now() + timedelta(seconds=ERROR_DELAY))
+            return None
 
     def _hold(self, lease: Lease) -> None:
         with self._held_lock:
@@ -135,10 +159,12 @@ class Worker:
                 if not worked:
                     self._idle()
         finally:
+            self._finished_release()
             _connection_drop()
 
     def _idle(self) -> None:
         """Sleep until work may be due: one cheap look per wake, not a claim attempt."""
+        self._finished_release()
         while not self.stopping.is_set():
             try:
                 due = self._next_due()

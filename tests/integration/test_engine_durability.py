@@ -239,3 +239,21 @@ def test_non_ascii_header_values_are_sent_and_bad_urls_fail_permanently(particip
     assert done.steps[1]["status"] == "failed"
     assert "URL must not contain whitespace" in done.error["message"]
     assert participants.received("POST", "/two with space") == []
+
+
+def test_a_finished_sagas_lock_goes_with_the_next_acquire_or_when_work_runs_out(participants):
+    client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT, db=settings.REDIS_DB)
+    worker = Worker(concurrency=1, poll_seconds=0.05)
+    first = saga_create(two_steps(participants))
+    assert worker.tick() is True  # runs `first` to its end
+    assert saga_get(first).status == "completed"
+    assert client.exists(lock_key(first.id))  # held a moment longer: no round trip of its own
+
+    second = saga_create(two_steps(participants))
+    assert worker.tick() is True  # its acquire released the first lock in the same trip
+    assert saga_get(second).status == "completed"
+    assert not client.exists(lock_key(first.id))
+    assert client.exists(lock_key(second.id))
+
+    assert worker.tick() is False  # nothing due: released before the thread idles
+    assert not client.exists(lock_key(second.id))

@@ -1,5 +1,6 @@
 """GET /api/sagas/status/: open; totals per status; last-hour rates; workers; alerts."""
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -242,3 +243,38 @@ def test_without_redis_the_figures_are_this_process(settings):
         "scope": "process",
     }  # fmt: skip
     assert page["status"] == "ok"
+
+
+def redis_bucket(now: float) -> dict:
+    """This test's Redis bucket of the minute `now` falls in, as written so far."""
+    from sagas.redis_client import redis_client
+
+    key = f"{request_stats.REDIS_KEY_PREFIX}{int(now // request_stats.BUCKET_SECONDS)}"
+    return {k.decode(): v.decode() for k, v in redis_client().hgetall(key).items()}
+
+
+def test_figures_ride_along_with_the_next_rate_limit_script(client_api, monkeypatch):
+    idle = request_stats._Flusher()
+    idle.ensure = lambda: None  # no flusher in between (a running one stops)
+    monkeypatch.setattr(request_stats, "_flusher", idle)
+    started = time.time()
+    assert client_api.get("/no-such-page/").status_code == 404
+    assert redis_bucket(started) == {}  # no round trip of its own
+
+    assert client_api.get("/api/sagas/").status_code == 200  # its rate-limit script
+    bucket = redis_bucket(started)
+    assert bucket["requests"] == "1"
+    assert float(bucket["seconds"]) > 0
+    assert "errors" not in bucket
+
+
+def test_figures_nobody_takes_are_written_within_the_flush_interval(monkeypatch):
+    monkeypatch.setattr(request_stats, "FLUSH_SECONDS", 0.05)
+    monkeypatch.setattr(request_stats, "_flusher", request_stats._Flusher())
+    started = time.time()
+    APIClient().get("/no-such-page/")  # an unlimited endpoint: no script to ride along
+
+    deadline = time.monotonic() + 5
+    while redis_bucket(started).get("requests") != "1" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis_bucket(started)["requests"] == "1"

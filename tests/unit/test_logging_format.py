@@ -92,3 +92,23 @@ def test_a_malformed_log_call_does_not_raise_from_the_filter(monkeypatch):
     logger, stream = json_logger("sagas", monkeypatch, SAGA_API_KEY="client-key-0123456789")
     logger.error("two %s %s", "args-missing")  # logging reports it on stderr, no exception
     assert stream.getvalue() == ""
+
+
+def test_a_record_is_formatted_once_for_both_handlers_and_times_are_utc_iso():
+    import logging
+    from datetime import UTC, datetime
+
+    from saga_orchestrator.logging import UtcJsonFormatter, _utc_iso
+
+    formatter = UtcJsonFormatter("%(levelname)s %(name)s %(message)s %(process)d")
+    record = logging.LogRecord("sagas.engine", logging.INFO, "f", 1, "SAGA x", None, None)
+    record.saga_id = "s-1"
+    first = formatter.format(record)
+    record.saga_id = "changed"  # a second handler gets the same text, not a re-format
+    assert formatter.format(record) == first
+    other = logging.LogRecord("sagas.engine", logging.INFO, "f", 1, "SAGA y", None, None)
+    assert '"SAGA y"' in formatter.format(other)
+    for created in (0.0, 1764520496.123456, 1764520496.999999):
+        expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="microseconds")
+        assert _utc_iso(created)[:23] == expected[:23]  # to the millisecond (float rounding)
+        assert _utc_iso(created).endswith("+00:00")
