@@ -45,10 +45,11 @@ def security_settings(limit: int = 100, window: int = 60, **extra):
 
 
 @contextlib.contextmanager
-def throwaway_redis(*extra_args: str):
+def throwaway_redis(*extra_args: str, port: int | None = None):
     """A redis-server of our own on a free port (yields (process, port)); killed by PID.
-    `extra_args`: more redis-server options (e.g. "--replicaof", "127.0.0.1", "1")."""
-    port = free_port()
+    `extra_args`: more redis-server options (e.g. "--replicaof", "127.0.0.1", "1");
+    `port`: reuse the port of one that was killed (a restart, for recovery tests)."""
+    port = port or free_port()
     process = subprocess.Popen(
         [
             shutil.which("redis-server"),

@@ -7,6 +7,7 @@ import time
 import pytest
 from django.conf import settings
 
+from sagas.request_stats import FLUSH_SECONDS
 from tests.gunicorn_process import gunicorn_start
 from tests.security_helpers import throwaway_redis
 
@@ -54,20 +55,22 @@ def test_status_api_figures_add_up_across_gunicorn_workers(tmp_path):
     with throwaway_redis() as (_, port):  # an empty Redis: these requests only
         server = gunicorn_start(tmp_path, workers=3, REDIS_PORT=str(port), REDIS_DB="0")
         try:
+            time.sleep(FLUSH_SECONDS + 0.2)  # the start-up probes' figures reach Redis
             before = server.get("/api/sagas/status/").json()["api"]
             for n in range(30):
                 response = server.get(f"/no-such-page-{n}")
                 assert response.status_code == 404
-            # Another worker's figures reach Redis within its flush interval: poll. The
-            # k-th poll must then see exactly the requests answered before it (the first
-            # status page, the 30 404s, the k - 1 polls): none lost, none counted twice.
-            seen, deadline = [], time.monotonic() + 10
+            # Another worker's figures reach Redis within its flush interval, so each poll
+            # waits one interval out: the k-th poll must then see exactly the requests
+            # answered before it (the first status page, the 30 404s, the k - 1 polls):
+            # none lost, none counted twice.
+            seen, deadline = [], time.monotonic() + 15
             while time.monotonic() < deadline:
                 after = server.get("/api/sagas/status/").json()["api"]
                 seen.append(after["requests"] - before["requests"] - 30 - len(seen))
                 if seen[-1] == 1:
                     break
-                time.sleep(0.05)
+                time.sleep(FLUSH_SECONDS + 0.2)
             workers = server.booted_pids()
         finally:
             server.stop()

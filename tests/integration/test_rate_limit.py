@@ -247,7 +247,7 @@ def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
                 codes = [get("/api/limited/", key=s.client_key).status_code for _ in range(20)]
             assert set(codes) == {200} and len(warnings_of(records)) == 1
             assert throttling.rate_limit_degraded()
-            with throwaway_redis_on(port):
+            with throwaway_redis(port=port):
                 recovered = wait_until(
                     lambda: (
                         "X-RateLimit-Limit" in (r := get("/api/limited/", key=s.client_key)) and r
@@ -256,38 +256,6 @@ def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
                 )
                 assert recovered["X-RateLimit-Remaining"] == "4"
                 assert not throttling.rate_limit_degraded()
-
-
-def throwaway_redis_on(port: int):
-    """A new redis-server on a port a killed one used (for recovery)."""
-    import contextlib
-    import shutil
-    import subprocess
-
-    @contextlib.contextmanager
-    def run():
-        process = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            yield process
-        finally:
-            process.kill()
-            process.wait(timeout=10)
-
-    return run()
 
 
 @override_settings(REDIS_HOST="127.0.0.1", REDIS_PORT=1)
