@@ -238,6 +238,8 @@ SAGA_RETRY_ATTEMPTS = env_int("SAGA_RETRY_ATTEMPTS", 3, minimum=1)
 SAGA_RETRY_DELAY = env_float("SAGA_RETRY_DELAY", 5.0)
 SAGA_COMPENSATION_RETRY_ATTEMPTS = env_int("SAGA_COMPENSATION_RETRY_ATTEMPTS", 10, minimum=1)
 SAGA_LEASE_SECONDS = env_float("SAGA_LEASE_SECONDS", 30.0, minimum=1.0)
+# Calls a step may lose to a worker's death (per phase) before one counts as an attempt.
+SAGA_MAX_INTERRUPTIONS = env_int("SAGA_MAX_INTERRUPTIONS", 3, minimum=0)
 SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
 SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
 SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)

@@ -1,6 +1,7 @@
 """Every error the API returns, and the one handler that renders them as JSON.
 
 Body: {"code": "...", "detail": "...", "errors": {...field messages...}, "request_id": "..."}
+(plus "status", the saga's current status, on a 409 about a saga).
 """
 
 import logging
@@ -27,9 +28,15 @@ class ApiError(exceptions.APIException):
 
 
 class Conflict(ApiError):
+    """409; when about a saga, the body also carries its current `status` (§9.1)."""
+
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
     default_detail = "The request conflicts with the saga's current state."
+
+    def __init__(self, detail=None, *, saga_status: str | None = None):
+        super().__init__(detail)
+        self.extra = {} if saga_status is None else {"status": str(saga_status)}
 
 
 class PayloadTooLarge(ApiError):
@@ -97,7 +104,7 @@ def _body_for(exc: exceptions.APIException, data) -> dict:
         errors = data if isinstance(data, dict) else {"non_field_errors": data}
         return error_body(code, "Invalid input.", errors)
     detail = data.get("detail", "") if isinstance(data, dict) else str(data)
-    return error_body(code, str(detail))
+    return error_body(code, str(detail)) | getattr(exc, "extra", {})
 
 
 def json_error(status_code: int, code: str, detail: str) -> Response:

@@ -56,6 +56,8 @@ class Outcome(models.TextChoices):
     SUCCEEDED = "succeeded"
     RETRYABLE_ERROR = "retryable_error"
     PERMANENT_ERROR = "permanent_error"
+    # The worker died during the call (§6a): logged, but not counted as an attempt.
+    INTERRUPTED = "interrupted"
 
 
 class SagaDefinition(models.Model):
@@ -91,7 +93,8 @@ class SagaInstance(models.Model):
     status = models.CharField(max_length=20, choices=SagaStatus.choices, default=SagaStatus.PENDING)
     input = models.JSONField(default=dict)
     # [{"name", "status", "attempts", "compensation_attempts", "response",
-    #   "status_code", "error"}] in definition order.
+    #   "status_code", "error"}] in definition order; the engine adds its own marks
+    #   ("uncertain", "in_flight", "interruptions", "compensation_interruptions").
     steps = models.JSONField(default=list)
     error = models.JSONField(null=True, blank=True)
     # Why the saga compensates (engine-internal): the final `error` once compensation ends,
@@ -162,7 +165,7 @@ class SagaAttempt(models.Model):
     method = models.CharField(max_length=10)
     url = models.TextField()
     status_code = models.IntegerField(null=True, blank=True)
-    # Null while the call is in flight (or was interrupted by a crash).
+    # Null while the call is in flight; "interrupted" once a worker found its caller dead.
     outcome = models.CharField(max_length=20, choices=Outcome.choices, null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     started_at = models.DateTimeField()

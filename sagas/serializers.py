@@ -465,9 +465,12 @@ class SagaFilterSerializer(serializers.Serializer):
 class AttemptSerializer(serializers.ModelSerializer):
     step = serializers.CharField()
     outcome = serializers.ChoiceField(
-        choices=["succeeded", "retryable_error", "permanent_error"],
+        choices=["succeeded", "retryable_error", "permanent_error", "interrupted"],
         allow_null=True,
-        help_text="null while the call is in flight or was interrupted.",
+        help_text=(
+            "null while the call is in flight; `interrupted` when a worker died during it "
+            "(sent again with the same key and attempt number; not counted as an attempt)."
+        ),
     )
 
     class Meta:

@@ -11,22 +11,27 @@ from django.utils import timezone
 from sagas.engine.record import event_emit
 from sagas.engine.wakeup import wake_workers
 from sagas.exceptions import Conflict
-from sagas.models import TERMINAL_STATUSES, ErrorCode, SagaInstance, SagaStatus, StepStatus
+from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
 
 
 def _locked(saga_id) -> SagaInstance:
     return SagaInstance.objects.select_for_update().get(id=saga_id)
 
 
-def saga_cancel(*, saga_id) -> SagaInstance:
-    """pending → cancelled at once; running/compensating → cancelled after compensation.
+# A cancel is accepted only before compensation began (§9.1).
+CANCELLABLE_STATUSES = (SagaStatus.PENDING, SagaStatus.RUNNING)
 
-    Raises Conflict when the saga is already terminal (HTTP 409).
+
+def saga_cancel(*, saga_id) -> SagaInstance:
+    """pending → cancelled at once; running → compensating → cancelled (a promise kept
+    whatever the call in flight does).
+
+    Raises Conflict (HTTP 409, with the current status) when the saga compensates, is
+    terminal, or already has an accepted cancel.
     """
     with transaction.atomic():
         saga = _locked(saga_id)
-        if saga.status in TERMINAL_STATUSES:
-            raise Conflict(f"Saga is already {saga.status}; it cannot be cancelled.")
+        _cancel_check(saga)
         if saga.status == SagaStatus.PENDING and saga.lease_token is None:
             _cancel_unstarted(saga)
             # No worker will see it: its `SAGA finished` line and metrics are emitted here.
@@ -35,6 +40,16 @@ def saga_cancel(*, saga_id) -> SagaInstance:
             _request_cancel(saga)
     transaction.on_commit(wake_workers)
     return saga
+
+
+def _cancel_check(saga: SagaInstance) -> None:
+    if saga.cancel_requested:
+        raise Conflict("A cancel was already accepted for this saga.", saga_status=saga.status)
+    if saga.status not in CANCELLABLE_STATUSES:
+        raise Conflict(
+            f"Saga is {saga.status}; only pending or running sagas can be cancelled.",
+            saga_status=saga.status,
+        )
 
 
 def _cancel_unstarted(saga: SagaInstance) -> None:
@@ -98,7 +113,10 @@ def saga_retry(*, saga_id) -> SagaInstance:
     with transaction.atomic():
         saga = _locked(saga_id)
         if saga.status != SagaStatus.FAILED:
-            raise Conflict(f"Only failed sagas can be retried; this one is {saga.status}.")
+            raise Conflict(
+                f"Only failed sagas can be retried; this one is {saga.status}.",
+                saga_status=saga.status,
+            )
         step = saga.steps[saga.current_step]
         step["status"] = StepStatus.COMPENSATING
         step["retry_base"] = step["compensation_attempts"]

@@ -28,11 +28,11 @@ from sagas.engine.record import (
     transition_record,
 )
 from sagas.engine.transitions import (
-    INTERRUPTED,
     call_interrupted,
     call_settle,
     call_start,
     decide,
+    interruption_settle,
 )
 from sagas.models import SagaDefinition
 
@@ -82,21 +82,30 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
     before, closed = state.status, None
     interrupted = call_interrupted(state)
     if interrupted is not None:
-        # A worker died mid-call: the outcome is unknown, so the call is sent again
-        # (same Idempotency-Key) if attempts remain, else the step is compensated.
-        state = call_settle(state, plan, interrupted, INTERRUPTED, timezone.now(), _jitter())
-        closed = AttemptClose(interrupted, plan.steps[interrupted.index].name, INTERRUPTED)
+        # A worker died mid-call: the outcome is unknown, so the call is sent again with
+        # the same Idempotency-Key and attempt number (within SAGA_MAX_INTERRUPTIONS).
+        state, result = interruption_settle(
+            state,
+            plan,
+            interrupted,
+            timezone.now(),
+            _jitter(),
+            settings.SAGA_MAX_INTERRUPTIONS,
+        )
+        closed = AttemptClose(interrupted, plan.steps[interrupted.index].name, result)
     # Every log line of this run (SAGA events, warnings) carries the saga's request id.
     token = set_request_id(lease.request_id)
     try:
         while True:
-            state, call = decide(state, plan, timezone.now())
+            # `state` stays the settled state: a cancel found by the fence is decided
+            # from it again (decide may already have finished the saga as completed).
+            decided, call = decide(state, plan, timezone.now())
             try:
                 if call is None or runtime.stopping() or lease.lost:
-                    _hand_back(lease, before, state, closed, call, runtime)
-                    return state.status
+                    _hand_back(lease, before, decided, closed, call, runtime)
+                    return decided.status
                 state, request = _call_open(
-                    lease, before, state, plan, call, closed, claimed, runtime
+                    lease, before, decided, plan, call, closed, claimed, runtime
                 )
             except CancelRequested:
                 state.cancel_requested = True  # nothing was written: decide again

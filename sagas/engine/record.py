@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from sagas.engine import pgsql
 from sagas.engine.participants import CallResult
 from sagas.engine.transitions import Call, SagaState
-from sagas.models import TERMINAL_STATUSES, Phase, SagaAttempt, SagaInstance, SagaStatus
+from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaInstance, SagaStatus
 
 logger = logging.getLogger("sagas.engine")
 
@@ -87,13 +87,11 @@ def transition_record(
     else:
         expires = now + timedelta(seconds=lease_seconds)
         fields.update(lease_expires_at=expires, next_attempt_at=expires)
-    # The worker re-reads cancel_requested at each transition at no cost: while it
-    # matters, the fence also requires it unset, and a miss tells which condition failed.
-    watch_cancel = (
-        state.phase == Phase.ACTION
-        and state.status not in TERMINAL_STATUSES
-        and not state.cancel_requested
-    )
+    # The worker re-reads cancel_requested at each transition at no cost: until it knows
+    # of a cancel, the fence also requires it unset — the final write included, so that a
+    # saga never ends `completed` (or `compensated`) after a cancel was accepted (§9.1) —
+    # and a miss tells which condition failed.
+    watch_cancel = not state.cancel_requested
     if connection.vendor == "postgresql":
         written = _write_one_statement(lease, fields, watch_cancel, closed, opened)
     else:

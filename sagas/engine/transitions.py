@@ -3,6 +3,7 @@
     decide(state, plan, now)        -> (state, call | None)   settle, then name the next call
     call_start(state, call, now)    -> state                  count the attempt, mark it in flight
     call_settle(state, plan, call, result, now, rand) -> state  what the outcome means
+    interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
 
 The executor persists each returned state with one fenced write (record.py).
 """
@@ -24,10 +25,12 @@ NEEDS_UNDO = frozenset(
         StepStatus.COMPENSATION_FAILED,
     }
 )
-INTERRUPTED = CallResult(
-    outcome=Outcome.RETRYABLE_ERROR,
-    error="interrupted: the worker was lost during the call",
-    uncertain=True,
+INTERRUPTED_ERROR = "interrupted: the worker was lost during the call"
+# A lost worker's call within the step's interruption budget: logged, not an attempt.
+INTERRUPTED = CallResult(outcome=Outcome.INTERRUPTED, error=INTERRUPTED_ERROR, uncertain=True)
+# One interruption too many: an uncertain failure of that attempt (a poison call).
+INTERRUPTED_FAILURE = CallResult(
+    outcome=Outcome.RETRYABLE_ERROR, error=INTERRUPTED_ERROR, uncertain=True
 )
 
 
@@ -63,13 +66,32 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
     state = state.copy()
     if state.status in TERMINAL_STATUSES:
         return state, None
-    if state.next_attempt_at is not None and state.next_attempt_at > now:
+    # A cancel cuts a retry wait short: compensation starts at once (§9.1).
+    cancelling = state.cancel_requested and state.phase == Phase.ACTION
+    if state.next_attempt_at is not None and state.next_attempt_at > now and not cancelling:
         return state, None
+    if state.cancel_requested:
+        _cancel_apply(state, plan, now)
     if state.phase == Phase.ACTION:
         call = _next_action(state, plan, now)
         if call is not None or state.status in TERMINAL_STATUSES:
             return state, call
     return state, _next_compensation(state, plan, now)
+
+
+def _cancel_apply(state: SagaState, plan: SagaPlan, now: datetime) -> None:
+    """An accepted cancel is a promise: the saga compensates and ends `cancelled`, even
+    after its last action succeeded or while it already compensates for another cause."""
+    if (state.cause or {}).get("code") == ErrorCode.CANCELLED:
+        return
+    index = min(state.current_step, len(plan.steps) - 1)
+    cause = _error(ErrorCode.CANCELLED, plan.steps[index].name, "Cancelled on request.")
+    if state.phase == Phase.ACTION:
+        _compensation_begin(state, cause, now)
+    else:
+        state.cause = cause
+        if (state.error or {}).get("code") != ErrorCode.COMPENSATION_FAILED:
+            state.error = cause
 
 
 def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None:
@@ -78,9 +100,6 @@ def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None
         _finish(state, SagaStatus.COMPLETED, None, now)
         return None
     name = plan.steps[index].name
-    if state.cancel_requested:
-        _compensation_begin(state, _error(ErrorCode.CANCELLED, name, "Cancelled on request."), now)
-        return None
     if state.deadline_at is not None and now >= state.deadline_at:
         message = "The saga deadline passed before its last action succeeded."
         _compensation_begin(state, _error(ErrorCode.TIMEOUT, name, message), now)
@@ -134,6 +153,33 @@ def call_interrupted(state: SagaState) -> Call | None:
     return Call(Phase.COMPENSATION, state.current_step, step["compensation_attempts"])
 
 
+def interruption_settle(
+    state: SagaState,
+    plan: SagaPlan,
+    call: Call,
+    now: datetime,
+    rand: float,
+    limit: int,
+) -> tuple[SagaState, CallResult]:
+    """A call a lost worker left in flight: sent again at once with the same attempt
+    number, up to `limit` times per step and phase; one more counts as an uncertain
+    failure of that attempt. Returns the state and the outcome to log for the call."""
+    key = "interruptions" if call.phase == Phase.ACTION else "compensation_interruptions"
+    step = state.steps[call.index]
+    if step.get(key, 0) >= limit:
+        return call_settle(state, plan, call, INTERRUPTED_FAILURE, now, rand), INTERRUPTED_FAILURE
+    state = state.copy()
+    step = state.steps[call.index]
+    step.pop("in_flight", None)
+    step[key] = step.get(key, 0) + 1
+    attempts = "attempts" if call.phase == Phase.ACTION else "compensation_attempts"
+    step[attempts] = call.attempt - 1  # the re-sent call takes this attempt's number again
+    if call.phase == Phase.ACTION:
+        step["uncertain"] = True  # it may have reached the participant
+    state.next_attempt_at = now
+    return state, INTERRUPTED
+
+
 def call_settle(
     state: SagaState,
     plan: SagaPlan,
@@ -161,6 +207,8 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
         state.current_step = call.index + 1
         return
     step["error"] = result.error
+    if result.uncertain:
+        step["uncertain"] = True  # sticky: a later rejection does not undo "may have happened"
     policy = plan.steps[call.index].policy
     if result.outcome == Outcome.RETRYABLE_ERROR and step["attempts"] < policy.max_attempts:
         delay = retry_delay(policy, step["attempts"], retry_after=result.retry_after, rand=rand)
@@ -170,8 +218,6 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
             due = min(due, state.deadline_at)
         state.next_attempt_at = due
         return
-    if not result.uncertain:
-        step["status"] = StepStatus.FAILED  # it did not happen: nothing to compensate
     cause = _error(ErrorCode.STEP_FAILED, step["name"], result.error)
     _compensation_begin(state, cause, now)
 
@@ -205,8 +251,14 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
     for step in state.steps:
         if step["status"] == StepStatus.PENDING:
             step["status"] = StepStatus.SKIPPED
+        elif step["status"] == StepStatus.RUNNING and not _may_have_happened(step):
+            step["status"] = StepStatus.FAILED  # every attempt certainly failed: nothing to undo
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now
+
+
+def _may_have_happened(step: dict) -> bool:
+    return bool(step.get("uncertain") or step.get("in_flight"))
 
 
 def _finish(state: SagaState, status: str, error: dict | None, now: datetime) -> None:

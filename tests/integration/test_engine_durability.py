@@ -116,10 +116,12 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     assert done.status == "completed"
     assert done.steps[0]["response"] == {"by": "fresh"}  # the stale success was not recorded
     ones = [(a.attempt, a.outcome, a.error) for a in attempts(saga) if a.step == "one"]
+    # The lost call is sent again as the same attempt: an interruption is not an attempt.
     assert ones == [
-        (1, "retryable_error", "interrupted: the worker was lost during the call"),
-        (2, "succeeded", None),
+        (1, "interrupted", "interrupted: the worker was lost during the call"),
+        (1, "succeeded", None),
     ]
+    assert done.steps[0]["attempts"] == 1
     keys = {r.header("Idempotency-Key") for r in participants.received("POST", "/one")}
     assert keys == {f"{saga.id}:one:action"}
 

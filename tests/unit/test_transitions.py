@@ -6,12 +6,14 @@ from sagas.engine.participants import CallResult
 from sagas.engine.plan import plan_build, steps_initial
 from sagas.engine.transitions import (
     INTERRUPTED,
+    INTERRUPTED_FAILURE,
     Call,
     SagaState,
     call_interrupted,
     call_settle,
     call_start,
     decide,
+    interruption_settle,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,6 +21,9 @@ OK = CallResult("succeeded", 200, {"id": 1})
 REJECTED = CallResult("permanent_error", 422, None, "HTTP 422: no")
 BUSY = CallResult("retryable_error", 503, None, "HTTP 503", uncertain=True)
 THROTTLED = CallResult("retryable_error", 429, None, "HTTP 429", retry_after=10.0)
+TIMED_OUT = CallResult("retryable_error", None, None, "timed out after 1 s", uncertain=True)
+IN_PROGRESS = CallResult("permanent_error", 409, None, "HTTP 409: in progress")
+REFUSED = CallResult("retryable_error", None, None, "connection refused")
 BAD_TEMPLATE = CallResult("permanent_error", None, None, "placeholder ${x} does not resolve")
 
 
@@ -192,12 +197,76 @@ def test_cancel_takes_effect_at_the_next_transition():
     assert state.status == "cancelled" and statuses(state) == ["compensated", "skipped", "skipped"]
 
 
-def test_cancel_after_the_last_action_is_too_late():
-    p = plan(("a",))
-    state, call = decide(new_state(p), p, NOW)
-    state = call_settle(call_start(state, call, NOW), p, call, OK, NOW, 0.0)
+def settled(p, result, state=None, now=NOW):
+    """One call decide() asks for, settled with `result`."""
+    state, call = decide(state or new_state(p), p, now)
+    return call_settle(call_start(state, call, now), p, call, result, now, 0.0)
+
+
+def test_cancel_during_the_last_action_still_compensates_it():
+    p = plan(("a", "b"))
+    state = settled(p, OK)
+    state, call = decide(state, p, NOW)
+    state = call_start(state, call, NOW)
+    state.cancel_requested = True  # accepted while the last call was in flight
+    state = call_settle(state, p, call, OK, NOW, 0.0)
+    state, calls = run(state, p, [OK, OK])
+    assert calls == [Call("compensation", 1, 1), Call("compensation", 0, 1)]
+    assert state.status == "cancelled"
+    assert state.error == {"code": "cancelled", "step": "b", "message": "Cancelled on request."}
+    assert statuses(state) == ["compensated", "compensated"]
+
+
+def test_a_cancel_cuts_a_retry_wait_short():
+    p = plan(delay=600.0)
+    state = settled(p, BUSY)
+    assert state.next_attempt_at == NOW + timedelta(seconds=60)  # the default cap
     state.cancel_requested = True
-    assert decide(state, p, NOW)[0].status == "completed"
+    state, call = decide(state, p, NOW)
+    assert call == Call("compensation", 0, 1)
+    assert state.status == "compensating" and state.error["code"] == "cancelled"
+
+
+def test_a_cancel_raced_by_a_failure_still_ends_cancelled():
+    p = plan()
+    state = settled(p, OK)
+    state = settled(p, REJECTED, state)  # the worker begins compensating for b's failure
+    assert state.status == "compensating" and state.cause["code"] == "step_failed"
+    state.cancel_requested = True  # the fence found a cancel accepted meanwhile
+    state, calls = run(state, p, [OK])
+    assert state.status == "cancelled" and state.error["code"] == "cancelled"
+    assert statuses(state) == ["compensated", "failed", "skipped"]
+
+
+def test_uncertain_is_sticky_through_a_later_rejection():
+    p = plan(attempts=2)
+    for first in (TIMED_OUT, BUSY):
+        state, calls = run(new_state(p), p, [OK, first, IN_PROGRESS, OK, OK])
+        assert [(c.phase, c.index) for c in calls[3:]] == [
+            ("compensation", 1),
+            ("compensation", 0),
+        ]
+        assert statuses(state) == ["compensated", "compensated", "skipped"]
+        assert state.steps[1]["uncertain"] is True
+        assert state.error["message"] == "HTTP 409: in progress"
+
+
+def test_a_step_whose_attempts_all_certainly_failed_is_not_compensated():
+    p = plan(attempts=2)
+    for results in ([REFUSED, REFUSED], [THROTTLED, REJECTED], [REFUSED, IN_PROGRESS]):
+        state, calls = run(new_state(p), p, [OK, *results, OK])
+        assert calls[-1] == Call("compensation", 0, 1)
+        assert statuses(state) == ["compensated", "failed", "skipped"]
+
+
+def test_a_cancel_during_a_certain_retry_wait_does_not_compensate_that_step():
+    p = plan(delay=600.0)
+    state = settled(p, OK)
+    state = settled(p, THROTTLED, state)
+    state.cancel_requested = True
+    state, calls = run(state, p, [OK])
+    assert calls == [Call("compensation", 0, 1)]
+    assert statuses(state) == ["compensated", "failed", "skipped"]
 
 
 def test_the_deadline_starts_no_action_and_compensates_with_timeout():
@@ -211,16 +280,55 @@ def test_the_deadline_starts_no_action_and_compensates_with_timeout():
     assert state.error["step"] == "b"
 
 
-def test_a_call_left_in_flight_by_a_lost_worker_is_retried_as_uncertain():
-    p = plan()
+def interrupt(state, p, limit=3):
+    """What a new worker does with the call a dead one left in flight."""
+    call = call_interrupted(state)
+    state, logged = interruption_settle(state, p, call, NOW, 0.0, limit)
+    return state, call, logged
+
+
+def test_a_call_left_in_flight_by_a_lost_worker_is_sent_again_as_the_same_attempt():
+    p = plan(attempts=1)
     state, call = decide(new_state(p), p, NOW)
     state = call_start(state, call, NOW)  # persisted; then the worker died
-    interrupted = call_interrupted(state)
-    assert interrupted == Call("action", 0, 1)
-    state = call_settle(state, p, interrupted, INTERRUPTED, NOW, 0.0)
-    assert "in_flight" not in state.steps[0]
-    state, call = decide(state, p, NOW + timedelta(seconds=5))
-    assert call == Call("action", 0, 2)
+    state, interrupted, logged = interrupt(state, p)
+    assert interrupted == Call("action", 0, 1) and logged == INTERRUPTED
+    assert "in_flight" not in state.steps[0] and state.steps[0]["attempts"] == 0
+    assert state.steps[0]["interruptions"] == 1 and state.steps[0]["uncertain"]
+    state, call = decide(state, p, NOW)  # at once, not after a retry delay
+    assert call == Call("action", 0, 1)
+    state, calls = run(state, p, [OK, OK, OK])
+    assert state.status == "completed" and state.steps[0]["attempts"] == 1
+
+
+def test_one_interruption_past_the_limit_counts_as_an_uncertain_failed_attempt():
+    p = plan(("a", "b"), attempts=1)
+    state = settled(p, OK)
+    for _ in range(2):
+        state, call = decide(state, p, NOW)
+        state, _, logged = interrupt(call_start(state, call, NOW), p, limit=2)
+        assert logged == INTERRUPTED
+    state, call = decide(state, p, NOW)
+    assert call == Call("action", 1, 1)
+    state, _, logged = interrupt(call_start(state, call, NOW), p, limit=2)
+    assert logged == INTERRUPTED_FAILURE
+    assert state.status == "compensating" and state.steps[1]["attempts"] == 1
+    state, calls = run(state, p, [OK, OK])
+    assert statuses(state) == ["compensated", "compensated"]
+    assert state.error["message"] == INTERRUPTED_FAILURE.error
+
+
+def test_interruptions_of_a_compensation_are_counted_apart():
+    p = plan(("a", "b"), comp_attempts=1)
+    state = settled(p, REJECTED, settled(p, OK))
+    state, call = decide(state, p, NOW)
+    state = call_start(state, call, NOW)
+    state, interrupted, logged = interrupt(state, p, limit=1)
+    assert interrupted == Call("compensation", 0, 1) and logged == INTERRUPTED
+    assert state.steps[0]["compensation_interruptions"] == 1
+    assert state.steps[0]["compensation_attempts"] == 0
+    state, calls = run(state, p, [OK])
+    assert calls == [Call("compensation", 0, 1)] and state.status == "compensated"
 
 
 def test_terminal_sagas_have_nothing_to_do():
