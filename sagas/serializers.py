@@ -562,4 +562,7 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.JSONField(),
         help_text="Field → messages (validation errors only); nested like the input.",
     )
+    status = serializers.CharField(
+        required=False, help_text="The saga's current status (a 409 about a saga's state)."
+    )
     request_id = serializers.CharField()

@@ -217,7 +217,9 @@ class SagaCancelView(GenericAPIView):
         summary="Cancel a saga",
         description=(
             "202. A pending saga is cancelled at once; a running one compensates its "
-            "completed steps and ends `cancelled`. 409 when the saga already finished."
+            "steps (the one in flight too, even the last) and ends `cancelled`. 409, with "
+            "the saga's current `status`, when it is compensating or finished, or a cancel "
+            "was already accepted."
         ),
         request=None,
         responses={202: SagaSerializer, **errors(401, 404, 409)},

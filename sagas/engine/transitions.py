@@ -82,16 +82,16 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
 def _cancel_apply(state: SagaState, plan: SagaPlan, now: datetime) -> None:
     """An accepted cancel is a promise: the saga compensates and ends `cancelled`, even
     after its last action succeeded or while it already compensates for another cause."""
-    if (state.cause or {}).get("code") == ErrorCode.CANCELLED:
-        return
-    index = min(state.current_step, len(plan.steps) - 1)
-    cause = _error(ErrorCode.CANCELLED, plan.steps[index].name, "Cancelled on request.")
+    message = "Cancelled on request."
     if state.phase == Phase.ACTION:
+        index = min(state.current_step, len(plan.steps) - 1)  # past the end: the last one
+        cause = _error(ErrorCode.CANCELLED, plan.steps[index].name, message)
         _compensation_begin(state, cause, now)
-    else:
-        state.cause = cause
+    elif (state.cause or {}).get("code") != ErrorCode.CANCELLED:
+        # Compensating for another cause already (a race with the cancel): it ends cancelled.
+        state.cause = _error(ErrorCode.CANCELLED, (state.cause or {}).get("step"), message)
         if (state.error or {}).get("code") != ErrorCode.COMPENSATION_FAILED:
-            state.error = cause
+            state.error = state.cause
 
 
 def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None:
@@ -207,8 +207,8 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
         state.current_step = call.index + 1
         return
     step["error"] = result.error
-    if result.uncertain:
-        step["uncertain"] = True  # sticky: a later rejection does not undo "may have happened"
+    # Sticky: a later rejection does not undo "may have happened".
+    step["uncertain"] = step.get("uncertain", False) or result.uncertain
     policy = plan.steps[call.index].policy
     if result.outcome == Outcome.RETRYABLE_ERROR and step["attempts"] < policy.max_attempts:
         delay = retry_delay(policy, step["attempts"], retry_after=result.retry_after, rand=rand)
@@ -258,7 +258,9 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
 
 
 def _may_have_happened(step: dict) -> bool:
-    return bool(step.get("uncertain") or step.get("in_flight"))
+    # Every settled failure sets the mark; a running step without it was left by an older
+    # version of the engine, which did not keep it: assume the worst.
+    return step.get("uncertain", True) or bool(step.get("in_flight"))
 
 
 def _finish(state: SagaState, status: str, error: dict | None, now: datetime) -> None:

@@ -78,13 +78,18 @@ def test_two_workers_on_200_sagas_never_call_an_action_twice(participants, worke
     assert "SAGA call" in first.log() and "SAGA call" in second.log()  # both took part
 
 
-def test_kill_9_mid_call_then_another_worker_resends_with_the_same_key(participants, workers):
+def test_kill_9_mid_call_then_another_worker_resends_with_the_same_key(
+    participants, workers, client_api
+):
     participants.script("POST", "/one", Reply(200, {"late": True}, delay=30), Reply(200, {}))
     doomed = workers(concurrency=1, SAGA_LEASE_SECONDS=1)
     alive(1)
-    saga = saga_create(two_steps(participants))
+    # One attempt only: a crash is not an attempt (§6a), so the call is still sent again.
+    saga = saga_create(two_steps(participants, max_attempts=1))
     wake_workers()
     wait_until(lambda: participants.received("POST", "/one"), timeout=20)
+    in_flight = client_api.get(f"/api/sagas/{saga.id}/logs/").json()
+    assert [(e["step"], e["attempt"], e["outcome"]) for e in in_flight] == [("one", 1, None)]
 
     doomed.kill()
     workers(concurrency=1, SAGA_LEASE_SECONDS=1)
@@ -93,8 +98,10 @@ def test_kill_9_mid_call_then_another_worker_resends_with_the_same_key(participa
     first, again = participants.received("POST", "/one")
     assert first.header("Idempotency-Key") == again.header("Idempotency-Key")
     assert first.header("Idempotency-Key") == f"{saga.id}:one:action"
-    ones = [(a.attempt, a.outcome) for a in attempts(saga) if a.step == "one"]
-    assert ones == [(1, "retryable_error"), (2, "succeeded")]
+    logs = client_api.get(f"/api/sagas/{saga.id}/logs/").json()
+    ones = [(e["attempt"], e["outcome"]) for e in logs if e["step"] == "one"]
+    assert ones == [(1, "interrupted"), (1, "succeeded")]
+    assert saga_get(saga).steps[0]["attempts"] == 1
 
 
 def test_a_paused_worker_whose_lease_was_taken_over_cannot_write(participants, workers):
