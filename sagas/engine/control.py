@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sagas.engine.record import event_emit
+from sagas.engine.transitions import cancel_refusal
 from sagas.engine.wakeup import wake_workers
 from sagas.exceptions import Conflict
 from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
@@ -16,10 +17,6 @@ from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
 
 def _locked(saga_id) -> SagaInstance:
     return SagaInstance.objects.select_for_update().get(id=saga_id)
-
-
-# A cancel is accepted only before compensation began (§9.1).
-CANCELLABLE_STATUSES = (SagaStatus.PENDING, SagaStatus.RUNNING)
 
 
 def saga_cancel(*, saga_id) -> SagaInstance:
@@ -43,13 +40,9 @@ def saga_cancel(*, saga_id) -> SagaInstance:
 
 
 def _cancel_check(saga: SagaInstance) -> None:
-    if saga.cancel_requested:
-        raise Conflict("A cancel was already accepted for this saga.", saga_status=saga.status)
-    if saga.status not in CANCELLABLE_STATUSES:
-        raise Conflict(
-            f"Saga is {saga.status}; only pending or running sagas can be cancelled.",
-            saga_status=saga.status,
-        )
+    refusal = cancel_refusal(saga.status, saga.cancel_requested)
+    if refusal is not None:
+        raise Conflict(refusal, saga_status=saga.status)
 
 
 def _cancel_unstarted(saga: SagaInstance) -> None:

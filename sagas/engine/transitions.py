@@ -4,6 +4,7 @@
     call_start(state, call, now)    -> state                  count the attempt, mark it in flight
     call_settle(state, plan, call, result, now, rand) -> state  what the outcome means
     interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
+    cancel_refusal(status, cancel_requested) -> reason | None   may a cancel be accepted
 
 The executor persists each returned state with one fenced write (record.py).
 """
@@ -25,6 +26,7 @@ NEEDS_UNDO = frozenset(
         StepStatus.COMPENSATION_FAILED,
     }
 )
+CANCELLABLE_STATUSES = frozenset({SagaStatus.PENDING, SagaStatus.RUNNING})
 INTERRUPTED_ERROR = "interrupted: the worker was lost during the call"
 # A lost worker's call within the step's interruption budget: logged, not an attempt.
 INTERRUPTED = CallResult(outcome=Outcome.INTERRUPTED, error=INTERRUPTED_ERROR, uncertain=True)
@@ -92,6 +94,16 @@ def _cancel_apply(state: SagaState, plan: SagaPlan, now: datetime) -> None:
         state.cause = _error(ErrorCode.CANCELLED, (state.cause or {}).get("step"), message)
         if (state.error or {}).get("code") != ErrorCode.COMPENSATION_FAILED:
             state.error = state.cause
+
+
+def cancel_refusal(status: str, cancel_requested: bool) -> str | None:
+    """Why a cancel cannot be accepted now (§9.1: HTTP 409), or None to accept it: only
+    before compensation began, and only once."""
+    if cancel_requested:
+        return "A cancel was already accepted for this saga."
+    if status not in CANCELLABLE_STATUSES:
+        return f"Saga is {status}; only pending or running sagas can be cancelled."
+    return None
 
 
 def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None:

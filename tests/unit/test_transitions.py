@@ -12,6 +12,7 @@ from sagas.engine.transitions import (
     call_interrupted,
     call_settle,
     call_start,
+    cancel_refusal,
     decide,
     interruption_settle,
 )
@@ -215,6 +216,22 @@ def test_cancel_during_the_last_action_still_compensates_it():
     assert state.status == "cancelled"
     assert state.error == {"code": "cancelled", "step": "b", "message": "Cancelled on request."}
     assert statuses(state) == ["compensated", "compensated"]
+
+
+def test_cancel_after_the_last_action_succeeded_still_compensates_it():
+    p = plan(("a",))
+    state = settled(p, OK)
+    state.cancel_requested = True  # the fence found it before `completed` was written
+    state, call = decide(state, p, NOW)
+    assert state.status == "compensating" and call == Call("compensation", 0, 1)
+
+
+def test_a_cancel_is_accepted_only_before_compensation_and_only_once():
+    assert cancel_refusal("pending", False) is None
+    assert cancel_refusal("running", False) is None
+    for status in ("compensating", "completed", "compensated", "cancelled", "failed"):
+        assert status in cancel_refusal(status, False)
+    assert cancel_refusal("running", True) == "A cancel was already accepted for this saga."
 
 
 def test_a_cancel_cuts_a_retry_wait_short():
