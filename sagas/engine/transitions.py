@@ -108,13 +108,15 @@ def cancel_refusal(status: str, cancel_requested: bool) -> str | None:
 
 def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None:
     index = state.current_step
-    if index >= len(plan.steps):
-        _finish(state, SagaStatus.COMPLETED, None, now)
-        return None
-    name = plan.steps[index].name
+    # Checked before completing too: a last action that succeeded only after the deadline
+    # is compensated like the others (§6a).
     if state.deadline_at is not None and now >= state.deadline_at:
+        name = plan.steps[min(index, len(plan.steps) - 1)].name
         message = "The saga deadline passed before its last action succeeded."
         _compensation_begin(state, _error(ErrorCode.TIMEOUT, name, message), now)
+        return None
+    if index >= len(plan.steps):
+        _finish(state, SagaStatus.COMPLETED, None, now)
         return None
     return Call(Phase.ACTION, index, state.steps[index]["attempts"] + 1)
 

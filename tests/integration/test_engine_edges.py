@@ -174,6 +174,17 @@ def test_cancel_while_a_saga_waits_for_a_retry_wakes_it(participants, worker, cl
     assert paths(participants) == ["/reserve", "/charge", "/refund", "/release"]
 
 
+def test_a_last_action_that_succeeds_after_the_deadline_is_compensated(participants, worker):
+    participants.script("POST", "/ship", Reply(200, {"id": "s-1"}, delay=0.6))
+    definition = checkout(participants)
+    saga = saga_create(definition, deadline_at=timezone.now() + timedelta(seconds=0.4))
+
+    done = drive(worker, saga)
+
+    assert done.status == "compensated" and done.error["code"] == "timeout"
+    assert paths(participants)[3:] == ["/unship", "/refund", "/release"]
+
+
 # 5. A crash is not an attempt -------------------------------------------------------------
 
 

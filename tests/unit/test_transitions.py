@@ -304,6 +304,16 @@ def interrupt(state, p, limit=3):
     return state, call, logged
 
 
+def test_a_last_action_that_succeeded_after_the_deadline_is_compensated():
+    p = plan(("a",))
+    state = settled(p, OK, new_state(p, deadline_at=NOW + timedelta(seconds=1)))
+    state, calls = run(state, p, [OK], now=NOW + timedelta(seconds=2))
+    assert calls == [Call("compensation", 0, 1)]
+    assert state.status == "compensated" and state.error["code"] == "timeout"
+    on_time, _ = decide(settled(p, OK), p, NOW)
+    assert on_time.status == "completed"
+
+
 def test_a_call_left_in_flight_by_a_lost_worker_is_sent_again_as_the_same_attempt():
     p = plan(attempts=1)
     state, call = decide(new_state(p), p, NOW)
