@@ -72,7 +72,9 @@ def test_default_is_saga_retention_days(sagas):
 
 
 def test_the_longest_retention_runs(sagas):
-    assert "older than 36600 days" in cleanup("--older-than-days", "36600", "--batch-size", "100000")
+    assert "older than 36600 days" in cleanup(
+        "--older-than-days", "36600", "--batch-size", "100000"
+    )
 
 
 def test_nothing_to_do():
