@@ -11,7 +11,8 @@ and write back, which lets several times the limit through under concurrency.
 - Redis unreachable: requests pass uncounted (availability first), one warning is logged
   per WARNING_INTERVAL_SECONDS and `rate_limit_degraded()` is true until Redis answers.
 - Open endpoints (no authentication classes: health, status, docs, schema) are never limited,
-  like views that set `throttle_classes = []`.
+  like views that set `throttle_classes = []`. `/metrics` limits only missing and unknown
+  keys (`UnknownKeyRateThrottle`): scrapes do not spend the internal key's window.
 - A request DRF refuses before its throttles run (401 for a missing or unknown key, 403,
   406) is counted by `exception_handler` through `throttled_before_view`, so guessing keys
   uses up the client IP's window.
@@ -313,6 +314,17 @@ class ApiRateThrottle(throttling.BaseThrottle):
 
     def wait(self) -> float | None:
         return self.window.reset_after if self.window else None
+
+
+class UnknownKeyRateThrottle(ApiRateThrottle):
+    """Only the per-IP limit of missing and unknown keys (guessing), for views whose
+    known callers must not spend their key's window: /metrics, scraped every few seconds
+    with the internal key."""
+
+    def allow_request(self, request, view) -> bool:
+        if not request_bucket(request).startswith("ip:"):
+            return True  # a known key: not counted here
+        return super().allow_request(request, view)
 
 
 def throttled_before_view(exc: Exception, context: dict) -> exceptions.Throttled | None:

@@ -263,3 +263,21 @@ def test_degraded_flag_for_health_checks():
     assert not throttling.rate_limit_degraded()
     assert throttling.window_hit(bucket="ip:x", limit=1, window=1) is None
     assert throttling.rate_limit_degraded()
+
+
+@pytest.mark.django_db
+def test_metrics_limits_missing_and_unknown_keys_per_ip_but_not_scrapes():
+    limit, ip = 3, unique_ip()
+    with (
+        security_settings(limit=limit) as s,
+        override_settings(ROOT_URLCONF="saga_orchestrator.urls"),
+    ):
+        guesses = [get("/metrics", key=f"guess-{i}", ip=ip) for i in range(limit + 3)]
+        missing = get("/metrics", ip=ip)
+        scrapes = [get("/metrics", key=s.internal_key, ip=ip) for _ in range(limit + 3)]
+
+    assert [r.status_code for r in guesses] == [401] * limit + [429] * 3
+    assert "Retry-After" in guesses[-1] and guesses[-1]["X-RateLimit-Limit"] == str(limit)
+    assert missing.status_code == 429
+    assert {r.status_code for r in scrapes} == {200}
+    assert all("X-RateLimit-Limit" not in r for r in scrapes)
