@@ -10,11 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from sagas.engine.headers import (
-    header_name_problem,
-    header_reserved_problem,
-    header_value_problem,
-)
+from sagas.engine.headers import header_name_problem, header_value_problem
 
 PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 ROOTS = ("input", "steps", "saga")
@@ -162,11 +158,7 @@ def render_headers(headers: dict, context: dict, *, lenient_steps: bool = False)
     rendered = {}
     for name, value in headers.items():
         text = as_text(render(value, context, lenient_steps=lenient_steps))
-        # Reserved names are refused at registration; checked again for versions stored
-        # before that rule.
-        problem = (
-            header_name_problem(name) or header_reserved_problem(name) or header_value_problem(text)
-        )
+        problem = header_name_problem(name) or header_value_problem(text)
         if problem:
             raise TemplateError(name, f"header {name} {problem}")
         rendered[name] = text

@@ -75,8 +75,3 @@ def test_an_index_in_other_digits_is_a_template_error_not_a_crash(index):
     (permanently), never with a ValueError that reschedules the saga forever."""
     with pytest.raises(TemplateError, match="is missing"):
         render(f"${{input.tags.{index}}}", CONTEXT)
-
-
-def test_headers_the_orchestrator_sets_are_refused_at_run_time_too():
-    with pytest.raises(TemplateError, match="Content-Length"):
-        render_headers({"Content-Length": "0"}, CONTEXT)
