@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.test import Client, override_settings
 
+from sagas import redis_client as redis_client_module
 from sagas import throttling
 from sagas.redis_client import redis_client
 from tests.security_helpers import captured_logs, security_settings, throwaway_redis, unique_ip
@@ -19,7 +20,8 @@ from tests.support import wait_until
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
     """Each test starts with Redis believed healthy and empty in-process windows."""
-    monkeypatch.setattr(throttling, "_outage", throttling._Outage())
+    monkeypatch.setattr(throttling, "_warnings", throttling._Warnings())
+    redis_client_module.breaker_for.cache_clear()
     monkeypatch.setattr(throttling, "_local", throttling._LocalWindows())
 
 
@@ -215,7 +217,7 @@ def warnings_of(records):
 
 def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
     monkeypatch.setattr(throttling, "WARNING_INTERVAL_SECONDS", 0.5)
-    monkeypatch.setattr(throttling, "REDIS_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.0)
     with throwaway_redis() as (redis_process, port), captured_logs() as (_, records):
         with security_settings(limit=2, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:
             counted = get("/api/limited/", key=s.client_key)
@@ -238,7 +240,7 @@ def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
 
 
 def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
-    monkeypatch.setattr(throttling, "REDIS_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.3)
     with throwaway_redis() as (first, port):
         with security_settings(limit=5, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:
             first.kill()
