@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.test import Client, override_settings
+from django.urls import get_resolver
 
 from sagas import redis_client as redis_client_module
 from sagas import throttling
@@ -283,3 +284,22 @@ def test_metrics_limits_missing_and_unknown_keys_per_ip_but_not_scrapes():
     assert missing.status_code == 429
     assert {r.status_code for r in scrapes} == {200}
     assert all("X-RateLimit-Limit" not in r for r in scrapes)
+
+
+def _views(patterns):
+    for pattern in patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from _views(pattern.url_patterns)
+        else:
+            yield str(pattern.pattern), getattr(pattern.callback, "view_class", None)
+
+
+def test_every_keyed_endpoint_has_a_rate_limit():
+    """A view that asks for a key limits missing and unknown ones (DESIGN §6a)."""
+    keyed = {
+        route: view
+        for route, view in _views(get_resolver("saga_orchestrator.urls").url_patterns)
+        if view is not None and getattr(view, "authentication_classes", None)
+    }
+    assert "metrics" in keyed and "sagas/" in keyed
+    assert [route for route, view in keyed.items() if not view.throttle_classes] == []
