@@ -1,7 +1,8 @@
 """Dependency probes of /health/detailed/: each returns its state and how long it took.
 
-Probes use their own short-lived connections with short timeouts, so a dead dependency
-makes the health answer quick rather than hang on the service's normal timeouts.
+Probes check the dependency itself on every call (never another component's last
+outcome), with short timeouts, so the answer follows reality and a dead dependency makes
+it quick rather than hang on the service's normal timeouts.
 """
 
 import copy
@@ -13,11 +14,13 @@ from django.db import connections
 from django.db.utils import load_backend
 
 from sagas import selectors
-from sagas.redis_client import redis_client
-from sagas.throttling import rate_limit_degraded
+from sagas.redis_client import redis_breaker, redis_client
 
 # The health probe connects with this timeout (seconds) whatever DB_CONNECT_TIMEOUT says.
 DB_PROBE_TIMEOUT = 3
+# The Redis probe writes this key (a write, like the rate limiter's counts), briefly.
+REDIS_PROBE_KEY = "saga:health:probe"
+REDIS_PROBE_TTL_MS = 10_000
 
 
 def _elapsed_ms(started: float) -> float:
@@ -51,19 +54,34 @@ def _probe_connection():
 
 
 def redis_check() -> dict:
-    """PING Redis with the shared fail-fast client; "disabled" (not a failure) when
-    REDIS_HOST is not configured; "degraded" when it answers but the rate limiter's last
-    command in this process failed (e.g. a read-only replica) and requests pass uncounted."""
+    """Redis itself, now: a short-lived write with the shared fail-fast client. "ok" when
+    it is stored; "degraded" when Redis answers but refuses writes (e.g. a read-only
+    replica: the rate limiter's counts fail and requests pass uncounted); "down" when it
+    does not answer; "disabled" (not a failure) when REDIS_HOST is not configured.
+
+    The outcome feeds the process's one breaker: a failure makes the limiter skip Redis
+    for a moment, a success lets it count again. While the breaker is open (a failure
+    less than a second ago) the last failure is reported without another call, so a dead
+    Redis never makes health slow."""
     client = redis_client()
     if client is None:
         return {"status": "disabled", "latency_ms": None}
+    breaker = redis_breaker()
     started = time.monotonic()
+    if breaker.open():
+        return {"status": _failure_state(breaker.last_error), "latency_ms": _elapsed_ms(started)}
     try:
-        client.ping()
-        state = "degraded" if rate_limit_degraded() else "ok"
-    except redis.RedisError:
-        state = "down"
-    return {"status": state, "latency_ms": _elapsed_ms(started)}
+        client.set(REDIS_PROBE_KEY, "1", px=REDIS_PROBE_TTL_MS)
+    except redis.RedisError as error:
+        breaker.failed(error)
+        return {"status": _failure_state(error), "latency_ms": _elapsed_ms(started)}
+    breaker.succeeded()
+    return {"status": "ok", "latency_ms": _elapsed_ms(started)}
+
+
+def _failure_state(error: Exception | None) -> str:
+    """An error answer (READONLY, OOM…) means Redis is there but refuses to count."""
+    return "degraded" if isinstance(error, redis.ResponseError) else "down"
 
 
 def workers_check(database_up: bool) -> dict:

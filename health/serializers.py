@@ -11,7 +11,8 @@ class CheckSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["ok", "degraded", "down", "disabled", "unknown"],
         help_text="redis: `disabled` when REDIS_HOST is not set, `degraded` when it answers "
-        "PING but the rate limiter's last command failed (requests pass uncounted); "
+        "but refuses writes (e.g. a read-only replica: requests pass the rate limit "
+        "uncounted); "
         "workers: `unknown` when the database is down.",
     )
     latency_ms = serializers.FloatField(allow_null=True)

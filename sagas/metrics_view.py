@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from sagas.auth import IsInternal
 from sagas.metrics import metrics_text
 from sagas.schema import errors
+from sagas.throttling import UnknownKeyRateThrottle
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):
@@ -31,8 +32,9 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
 class MetricsView(APIView):
     permission_classes = [IsInternal]
-    # Scrapes every few seconds must not eat the internal key's request budget.
-    throttle_classes: list = []
+    # Scrapes every few seconds must not eat the internal key's request budget; missing
+    # and unknown keys are still limited per client IP, like everywhere (key guessing).
+    throttle_classes = [UnknownKeyRateThrottle]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = FirstRendererNegotiation
 

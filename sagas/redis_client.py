@@ -6,27 +6,83 @@ their in-process fallback. Every user degrades when Redis is unreachable rather 
 for it, so clients fail fast: socket timeouts of REDIS_SOCKET_TIMEOUT (default 0.5 s), and
 no retry loop — redis-py 8's default retries a refused connection with backoff for about
 3–5 s, which would stall every request while Redis is down.
+
+One breaker per process and configuration (`redis_breaker()`) is shared by every user:
+after a failure they skip Redis for RETRY_SECONDS instead of each paying a timeout, and any
+user's success (a counted request, the figures flusher, the health probe) closes it.
 """
 
 import functools
+import logging
+import threading
+import time
 
 import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+logger = logging.getLogger("sagas.redis")
+
+# After a failure, users skip Redis this long instead of each paying a timeout.
+RETRY_SECONDS = 1.0
+
+
+class Breaker:
+    """Whether Redis failed lately (per process). `open()` while it failed less than
+    RETRY_SECONDS ago; `down` until some call succeeds again; `last_error` says how."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.down = False
+        self.skip_until = 0.0
+        self.last_error: Exception | None = None
+
+    def open(self) -> bool:
+        return self.down and time.monotonic() < self.skip_until
+
+    def failed(self, error: Exception) -> None:
+        with self.lock:
+            self.down = True
+            self.skip_until = time.monotonic() + RETRY_SECONDS
+            self.last_error = error
+
+    def succeeded(self) -> None:
+        if not self.down:
+            return  # the usual case: no lock taken
+        with self.lock:
+            was_down, self.down = self.down, False
+        if was_down:
+            logger.info("Redis reachable again", extra={"event": "redis_ok"})
+
 
 def redis_client() -> redis.Redis | None:
     """The shared client for the current settings, or None when REDIS_HOST is unset."""
     if not settings.REDIS_HOST:
         return None
-    return redis_client_for(
-        host=settings.REDIS_HOST,
-        port=settings.REDIS_PORT,
-        password=settings.REDIS_PASSWORD,
-        db=settings.REDIS_DB,
-        timeout=settings.REDIS_SOCKET_TIMEOUT,
-    )
+    return redis_client_for(**_configuration())
+
+
+def redis_breaker() -> Breaker:
+    """The shared breaker of the current settings' Redis (unused without REDIS_HOST)."""
+    return breaker_for(**_configuration())
+
+
+def _configuration() -> dict:
+    return {
+        "host": settings.REDIS_HOST,
+        "port": settings.REDIS_PORT,
+        "password": settings.REDIS_PASSWORD,
+        "db": settings.REDIS_DB,
+        "timeout": settings.REDIS_SOCKET_TIMEOUT,
+    }
+
+
+@functools.cache
+def breaker_for(
+    *, host: str, port: int, password: str = "", db: int = 0, timeout: float
+) -> Breaker:
+    return Breaker()
 
 
 @functools.cache

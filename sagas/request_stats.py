@@ -18,7 +18,8 @@ the rate limit) are the client's doing and never raise the alert.
 Each process also keeps the same buckets in memory. Without Redis (embedded default), or
 while Redis is unreachable, the status reports this process's own figures (`scope`
 "process" instead of "cluster"), and requests skip Redis for a moment after a failure
-instead of each paying a timeout. Recording never raises.
+(the process's one breaker, sagas/redis_client.py) instead of each paying a timeout.
+Recording never raises.
 """
 
 import functools
@@ -29,7 +30,7 @@ import time
 
 import redis
 
-from sagas.redis_client import redis_client
+from sagas.redis_client import redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.metrics")
 
@@ -38,7 +39,6 @@ BUCKET_SECONDS = 60
 BUCKETS = 60  # the last hour
 # A bucket outlives the hour it is read for by a margin (clock skew between nodes).
 BUCKET_TTL_SECONDS = BUCKET_SECONDS * (BUCKETS + 2)
-REDIS_RETRY_SECONDS = 1.0
 # Pending figures are written on their own at the latest this long after the response.
 FLUSH_SECONDS = 0.5
 WARNING_INTERVAL_SECONDS = 60.0
@@ -91,19 +91,14 @@ class _LocalBuckets:
                 del buckets[old]
 
 
-class _Breaker:
-    """Skip Redis briefly after a failure; warn at most once per interval (per process)."""
+class _Warnings:
+    """At most one "Redis unreachable" warning per interval (per process)."""
 
     def __init__(self) -> None:
-        self.skip_until = 0.0
         self.warned_at = float("-inf")
-
-    def open(self) -> bool:
-        return time.monotonic() < self.skip_until
 
     def failed(self, error: Exception) -> None:
         now = time.monotonic()
-        self.skip_until = now + REDIS_RETRY_SECONDS
         if now - self.warned_at >= WARNING_INTERVAL_SECONDS:
             self.warned_at = now
             logger.warning(
@@ -119,7 +114,7 @@ def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> 
 
 
 _local = _LocalBuckets()
-_breaker = _Breaker()
+_warnings = _Warnings()
 
 
 def _minute(now: float | None) -> int:
@@ -182,16 +177,17 @@ def pending_restore(taken: dict) -> None:
 def pending_write() -> None:
     """Write this process's pending figures now (one script call); never raises."""
     client = redis_client()
-    if client is None or _breaker.open():
+    if client is None or redis_breaker().open():
         return
     keys, args, taken = pending_take()
     if not keys:
         return
     try:
         _apply_script(client)(keys=keys, args=args)
+        redis_breaker().succeeded()
     except redis.RedisError as exc:
         pending_restore(taken)
-        _breaker.failed(exc)
+        _redis_failed(exc)
     except Exception:
         pending_restore(taken)
         logger.warning("request figures not written", exc_info=True)
@@ -260,7 +256,14 @@ def _redis_totals(client, minute: int) -> tuple[int, int, float] | None:
         pipe = client.pipeline(transaction=False)
         for m in range(minute - BUCKETS + 1, minute + 1):
             pipe.hmget(f"{REDIS_KEY_PREFIX}{m}", "requests", "errors", "seconds")
-        return _sum(pipe.execute())
+        totals = _sum(pipe.execute())
     except redis.RedisError as exc:
-        _breaker.failed(exc)
+        _redis_failed(exc)
         return None
+    redis_breaker().succeeded()
+    return totals
+
+
+def _redis_failed(error: Exception) -> None:
+    redis_breaker().failed(error)
+    _warnings.failed(error)

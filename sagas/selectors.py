@@ -17,6 +17,8 @@ from sagas.models import (
 )
 from sagas.request_stats import request_figures
 
+# The definition version column is a PostgreSQL integer.
+MAX_DEFINITION_VERSION = 2**31 - 1
 STATS_WINDOW = timedelta(hours=1)
 # DESIGN §7 thresholds, over the last hour.
 MIN_SUCCESS_RATE = 0.95
@@ -30,8 +32,16 @@ def definition_get(*, name: str, version: int | None = None) -> SagaDefinition |
     """That version of `name`, or its latest when `version` is None; None if absent."""
     found = SagaDefinition.objects.filter(name=name)
     if version is not None:
+        if not version_in_range(version):
+            return None  # a number the column cannot hold names no version
         return found.filter(version=version).first()
     return found.order_by("-version").first()
+
+
+def version_in_range(version: int) -> bool:
+    """Whether the version column (a PostgreSQL integer) can hold `version`: larger numbers
+    make the database raise (integer out of range; SQLite: OverflowError), not miss."""
+    return 1 <= version <= MAX_DEFINITION_VERSION
 
 
 def definition_list() -> QuerySet[SagaDefinition]:

@@ -16,7 +16,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sagas.engine import hosts, templates
-from sagas.engine.headers import header_name_problem, header_value_problem
+from sagas.engine.headers import (
+    header_name_problem,
+    header_reserved_problem,
+    header_value_problem,
+)
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_value_problem
 from sagas.models import SagaAttempt, SagaInstance, SagaStatus
 
@@ -200,6 +204,13 @@ class CallSerializer(StrictSerializer):
         bad = [name for name in value if header_name_problem(name)]
         if bad:
             raise serializers.ValidationError(f"Invalid header name(s): {', '.join(bad)}.")
+        reserved = [name for name in value if header_reserved_problem(name)]
+        if reserved:
+            raise serializers.ValidationError(
+                f"Header(s) {', '.join(reserved)} may not be set by a definition: the "
+                "orchestrator sets them (Host, Content-Length, Transfer-Encoding, Connection, "
+                "Upgrade, Idempotency-Key, X-Saga-*)."
+            )
         for name, text in value.items():  # as written; the engine checks it again rendered
             problem = header_value_problem(text)
             if problem:

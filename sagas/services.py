@@ -106,6 +106,8 @@ def _saga_insert(
     request_id: str,
 ) -> SagaInstance:
     """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
+    if version is not None and not selectors.version_in_range(version):
+        _definition_for_start(name, version)  # raises the 400: no such version (or name)
     if connection.vendor != "postgresql":
         saga_definition = _definition_for_start(name, version)
         with transaction.atomic():

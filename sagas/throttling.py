@@ -9,9 +9,11 @@ and write back, which lets several times the limit through under concurrency.
 - Without REDIS_HOST (embedded default) windows are counted in this process only: each
   Gunicorn worker then allows the limit on its own.
 - Redis unreachable: requests pass uncounted (availability first), one warning is logged
-  per WARNING_INTERVAL_SECONDS and `rate_limit_degraded()` is true until Redis answers.
+  per WARNING_INTERVAL_SECONDS, and the process's one breaker (sagas/redis_client.py) skips
+  Redis for a moment; `rate_limit_degraded()` is true until some Redis call succeeds.
 - Open endpoints (no authentication classes: health, status, docs, schema) are never limited,
-  like views that set `throttle_classes = []`.
+  like views that set `throttle_classes = []`. `/metrics` limits only missing and unknown
+  keys (`UnknownKeyRateThrottle`): scrapes do not spend the internal key's window.
 - A request DRF refuses before its throttles run (401 for a missing or unknown key, 403,
   406) is counted by `exception_handler` through `throttled_before_view`, so guessing keys
   uses up the client IP's window.
@@ -35,15 +37,13 @@ from rest_framework import exceptions, throttling
 
 from sagas import request_stats
 from sagas.auth import role_for_key
-from sagas.redis_client import redis_client
+from sagas.redis_client import redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.ratelimit")
 
 REDIS_KEY_PREFIX = "saga:ratelimit:"
 # At most one "Redis unreachable" warning per interval (per process), not one per request.
 WARNING_INTERVAL_SECONDS = 60.0
-# After a failure, requests skip Redis this long instead of each paying a timeout.
-REDIS_RETRY_SECONDS = 1.0
 # Where the throttle leaves the request's window for the middleware (on the Django request).
 REQUEST_ATTR = "saga_rate_limit"
 
@@ -172,23 +172,16 @@ def rate_limit_bucket(*, api_key: str | None, key_known: bool, ip: str, secret: 
 # --- Counting --------------------------------------------------------------------------
 
 
-class _Outage:
-    """Whether Redis failed last time, and when we last said so (per process)."""
+class _Warnings:
+    """At most one "Redis unreachable" warning per interval (per process)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.down = False
-        self.skip_until = 0.0
         self.warned_at: float | None = None
-
-    def skipping(self) -> bool:
-        return self.down and time.monotonic() < self.skip_until
 
     def failed(self, error: Exception) -> None:
         now = time.monotonic()
         with self.lock:
-            self.down = True
-            self.skip_until = now + REDIS_RETRY_SECONDS
             if self.warned_at is not None and now - self.warned_at < WARNING_INTERVAL_SECONDS:
                 return
             self.warned_at = now
@@ -196,12 +189,6 @@ class _Outage:
             "rate limiter: Redis unreachable, requests pass uncounted",
             extra={"event": "rate_limit_degraded", "error": type(error).__name__},
         )
-
-    def recovered(self) -> None:
-        if self.down:
-            with self.lock:
-                self.down = False
-            logger.info("rate limiter: Redis reachable again", extra={"event": "rate_limit_ok"})
 
 
 class _LocalWindows:
@@ -225,13 +212,14 @@ class _LocalWindows:
         return Window(limit=limit, count=count + 1, reset_seconds=ends_at - now)
 
 
-_outage = _Outage()
+_warnings = _Warnings()
 _local = _LocalWindows()
 
 
 def rate_limit_degraded() -> bool:
-    """True while the limiter cannot reach Redis and lets requests through (for health)."""
-    return _outage.down
+    """True while Redis is configured and its last command in this process failed: the
+    limiter lets requests through uncounted."""
+    return redis_client() is not None and redis_breaker().down
 
 
 @cache
@@ -244,7 +232,8 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
     client = redis_client()
     if client is None:
         return _local.hit(bucket=bucket, limit=limit, window=window)
-    if _outage.skipping():
+    breaker = redis_breaker()
+    if breaker.open():
         return None
     figure_keys, figure_args, taken = request_stats.pending_take()
     try:
@@ -254,9 +243,10 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
         )
     except redis.RedisError as error:
         request_stats.pending_restore(taken)
-        _outage.failed(error)
+        breaker.failed(error)
+        _warnings.failed(error)
         return None
-    _outage.recovered()
+    breaker.succeeded()
     return Window(limit=limit, count=int(count), reset_seconds=int(ttl_ms) / 1000)
 
 
@@ -313,6 +303,17 @@ class ApiRateThrottle(throttling.BaseThrottle):
 
     def wait(self) -> float | None:
         return self.window.reset_after if self.window else None
+
+
+class UnknownKeyRateThrottle(ApiRateThrottle):
+    """Only the per-IP limit of missing and unknown keys (guessing), for views whose
+    known callers must not spend their key's window: /metrics, scraped every few seconds
+    with the internal key."""
+
+    def allow_request(self, request, view) -> bool:
+        if not request_bucket(request).startswith("ip:"):
+            return True  # a known key: not counted here
+        return super().allow_request(request, view)
 
 
 def throttled_before_view(exc: Exception, context: dict) -> exceptions.Throttled | None:

@@ -15,6 +15,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# The development keys are public (README): by default only this machine may use them.
+# GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008.
+EMBEDDED_DEFAULTS = {"DEBUG": "True", "GUNICORN_WORKERS": "2", "GUNICORN_BIND": "127.0.0.1:8008"}
+
+
+def embedded_environment(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with the embedded default's values for what it does not set."""
+    return {**EMBEDDED_DEFAULTS, **{k: v for k, v in environ.items() if v.strip()}}
 
 
 def manage(*args: str) -> None:
@@ -29,8 +37,7 @@ def main() -> int:
     # SIGTERM (and SIGINT even when a shell started us in the background) stop the children.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    os.environ.setdefault("DEBUG", "True")
-    os.environ.setdefault("GUNICORN_WORKERS", "2")
+    os.environ.update(embedded_environment(dict(os.environ)))
     (ROOT / "data").mkdir(exist_ok=True)
     manage("migrate", "--noinput", "-v", "0")
     if (ROOT / "examples").is_dir() and (
@@ -43,8 +50,10 @@ def main() -> int:
     from django.conf import settings
 
     django.setup()
-    port = os.environ.get("GUNICORN_BIND", "0.0.0.0:8008").rsplit(":", 1)[-1]
+    bind = os.environ["GUNICORN_BIND"]
+    port = bind.rsplit(":", 1)[-1]
     print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)
+    print(f"  listening on {bind} (GUNICORN_BIND)", flush=True)
     print(f"  client key   X-API-Key: {settings.SAGA_API_KEY}", flush=True)
     print(f"  internal key X-API-Key: {settings.INTERNAL_API_KEY}", flush=True)
     commands = [

@@ -6,6 +6,7 @@ the call (`<saga id>:<step>:<action|compensation>`), X-Saga-Id, X-Saga-Step, X-R
 
 import json
 
+from sagas.engine.headers import header_reserved_problem
 from sagas.engine.hosts import url_problem
 from sagas.engine.participants import CallResult, ParticipantRequest, permanent_failure
 from sagas.engine.plan import SagaPlan
@@ -50,7 +51,13 @@ def call_prepare(
     problem = url_problem(url, allowed_hosts) if isinstance(url, str) else "is not a string"
     if problem:
         return permanent_failure(f"URL {problem}")
-    headers = {k: v for k, v in headers.items() if k.lower() not in OWN_HEADERS}
+    # Registration refuses reserved names; a version stored before that rule loses them
+    # here (a framing header sent as given could smuggle a request on a shared connection).
+    headers = {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in OWN_HEADERS and header_reserved_problem(k) is None
+    }
     headers.update(
         {
             "Content-Type": "application/json",

@@ -13,6 +13,13 @@ MAX_HEADER_VALUE_LENGTH = 8192
 MAX_HEADER_NAME_LENGTH = 256
 # RFC 9110 token characters.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers a definition may not set (DESIGN §6a): the framing ones belong to the HTTP client
+# (a value sent as given would smuggle a request on a shared keep-alive connection); the
+# service's own would be silently overwritten. Lower case; X-Saga-* by prefix.
+RESERVED_HEADERS = frozenset(
+    ("host", "content-length", "transfer-encoding", "connection", "upgrade", "idempotency-key")
+)
+RESERVED_PREFIX = "x-saga-"
 
 
 def header_value_problem(value: object) -> str | None:
@@ -45,4 +52,12 @@ def header_name_problem(name: object) -> str | None:
         return f"is longer than {MAX_HEADER_NAME_LENGTH} characters"
     if not TOKEN.match(name):
         return "must contain only letters, digits and !#$%&'*+-.^_`|~"
+    return None
+
+
+def header_reserved_problem(name: str) -> str | None:
+    """Why a definition may not set header `name` (any case), or None."""
+    lowered = name.lower()
+    if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIX):
+        return "is set by the orchestrator; a definition may not set it"
     return None

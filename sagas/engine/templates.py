@@ -45,6 +45,8 @@ def reference_error(path: str, usable_steps: Iterable[str], all_steps: Iterable[
     parts = path.split(".")
     if not path or any(not part for part in parts):
         return f"'${{{path}}}' is not a valid placeholder"
+    if any(_odd_digits(part) for part in parts):
+        return f"'${{{path}}}': list indexes must be written with the digits 0-9"
     root = parts[0]
     if root not in ROOTS:
         return f"'${{{path}}}': unknown root '{root}' (use input, steps or saga)"
@@ -100,10 +102,16 @@ def _never_returned(context: dict, parts: list[str]) -> bool:
     return len(parts) > 2 and parts[2] == "response" and returned.get("response") is None
 
 
+def _odd_digits(part: str) -> bool:
+    """Digits other than 0-9 ("²", "٣"): str.isdigit() accepts them, int() not always."""
+    return part.isdigit() and not part.isascii()
+
+
 def _child(value: Any, part: str) -> Any:
     if isinstance(value, dict):
         return value.get(part, _MISSING)
-    if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+    # isascii first: "²".isdigit() is True but int("²") raises ValueError.
+    if isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value):
         return value[int(part)]
     return _MISSING
 
@@ -130,9 +138,17 @@ def render(value: Any, context: dict, *, lenient_steps: bool = False, url: bool 
 
     def substitute(match: re.Match) -> str:
         text = as_text(lookup(context, match.group(1).strip(), lenient_steps=lenient_steps))
-        return quote(text, safe="") if url else text
+        return url_quote(text) if url else text
 
     return PLACEHOLDER.sub(substitute, value)
+
+
+def url_quote(text: str) -> str:
+    """A value as one URL segment: every reserved character percent-encoded, and `.` or
+    `..` too (quote leaves dots alone; a dot segment would change the path's endpoint)."""
+    if text in (".", ".."):
+        return "%2E" * len(text)
+    return quote(text, safe="")
 
 
 def render_headers(headers: dict, context: dict, *, lenient_steps: bool = False) -> dict:

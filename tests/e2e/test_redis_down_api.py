@@ -80,3 +80,33 @@ def test_status_api_figures_add_up_across_gunicorn_workers(tmp_path):
     assert seen[-1] == 1, seen
     assert max(seen) == 1, seen  # never more than was answered
     assert after["error_rate"] == 0.0
+
+
+def test_health_reports_redis_ok_within_5_s_of_its_return_without_other_traffic(tmp_path):
+    """One Gunicorn worker, so every request meets the same process: limited requests
+    during the outage open its breaker; after the restart only health is asked."""
+    key = {"X-API-Key": settings.SAGA_API_KEY}
+    with throwaway_redis() as (redis_process, port):
+        server = gunicorn_start(tmp_path, workers=1, REDIS_PORT=str(port), REDIS_DB="0")
+        try:
+            assert server.get("/health/detailed/").json()["checks"]["redis"]["status"] == "ok"
+            redis_process.kill()
+            redis_process.wait(timeout=10)
+            for _ in range(5):
+                assert server.get("/api/sagas/", **key).status_code == 200  # uncounted
+            down = server.get("/health/detailed/").json()
+            with throwaway_redis(port=port):
+                back_at = time.monotonic()
+                states = []
+                while time.monotonic() - back_at < 5 and states[-1:] != ["ok"]:
+                    states.append(
+                        server.get("/health/detailed/").json()["checks"]["redis"]["status"]
+                    )
+                    time.sleep(0.2)
+                took = time.monotonic() - back_at
+        finally:
+            server.stop()
+
+    assert down["checks"]["redis"]["status"] == "down" and down["status"] == "degraded"
+    assert states[-1] == "ok", states
+    assert took < 5

@@ -154,3 +154,44 @@ def test_idempotency_key_with_control_characters_is_400(checkout, client_api):
     )
 
     assert_json_4xx(response, 400)
+
+
+HUGE_NUMBERS = [2**31, 2**63, 10**30]
+
+
+@pytest.mark.parametrize("version", HUGE_NUMBERS)
+def test_a_start_with_a_version_out_of_range_is_an_unknown_version(checkout, client_api, version):
+    response = client_api.post(
+        "/api/sagas/", {"definition": "checkout", "version": version}, format="json"
+    )
+
+    assert_json_4xx(response, 400)
+    assert "has no version" in response.json()["errors"]["version"][0]
+
+
+def test_an_unknown_definition_with_a_huge_version_is_an_unknown_definition(client_api):
+    response = client_api.post(
+        "/api/sagas/", {"definition": "nothing", "version": 10**30}, format="json"
+    )
+
+    assert_json_4xx(response, 400)
+    assert "Unknown saga definition" in response.json()["errors"]["definition"][0]
+
+
+@pytest.mark.parametrize("version", HUGE_NUMBERS)
+def test_a_definition_version_out_of_range_is_404(checkout, client_api, version):
+    assert_json_4xx(client_api.get(f"/api/saga-definitions/checkout/?version={version}"), 404)
+
+
+@pytest.mark.parametrize("path", ["/api/sagas/", "/api/saga-definitions/"])
+@pytest.mark.parametrize(
+    "query",
+    [f"page={n}" for n in HUGE_NUMBERS]
+    + [f"page_size={n}" for n in HUGE_NUMBERS]
+    + [f"page=-{10**30}", f"page={'9' * 5000}", f"page_size={'9' * 5000}", "page=1e30"],
+)
+def test_pages_out_of_range_are_never_a_5xx(checkout, client_api, path, query):
+    response = client_api.get(f"{path}?{query}")
+
+    assert response.status_code in (200, 400, 404), response.content[:300]
+    assert response["Content-Type"] == "application/json"

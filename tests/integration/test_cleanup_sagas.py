@@ -71,11 +71,27 @@ def test_default_is_saga_retention_days(sagas):
     assert "Deleted 6 finished sagas" in output
 
 
+def test_the_longest_retention_runs(sagas):
+    assert "older than 36600 days" in cleanup(
+        "--older-than-days", "36600", "--batch-size", "100000"
+    )
+
+
 def test_nothing_to_do():
     assert "Deleted 0 finished sagas and 0 attempt log rows" in cleanup()
 
 
-@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--older-than-days", "-1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--batch-size", "0"],
+        ["--older-than-days", "-1"],
+        ["--older-than-days", str(10**30)],
+        ["--older-than-days", str(2**63)],
+        ["--older-than-days", "36601"],
+        ["--batch-size", str(10**30)],
+    ],
+)
 def test_bad_arguments(args):
     with pytest.raises(CommandError):
         cleanup(*args)

@@ -170,3 +170,42 @@ def test_host_outside_saga_allowed_hosts_is_400(internal_api):
     assert response.status_code == 400
     url_errors = response.json()["errors"]["steps"]["0"]["action"]["url"]
     assert "SAGA_ALLOWED_HOSTS" in url_errors[0]
+
+
+RESERVED_HEADERS = (
+    "Host",
+    "content-length",
+    "Transfer-Encoding",
+    "CONNECTION",
+    "Upgrade",
+    "Idempotency-Key",
+    "X-Saga-Id",
+    "x-saga-anything",
+)
+
+
+@pytest.mark.parametrize("header", RESERVED_HEADERS)
+@pytest.mark.parametrize("call_name", ["action", "compensation"])
+def test_headers_the_orchestrator_sets_are_refused_naming_the_header(
+    internal_api, header, call_name
+):
+    body = definition()
+    body["steps"][0][call_name]["headers"] = {"X-Tenant": "t", header: "evil"}
+
+    response = post_definition(internal_api, body)
+
+    assert response.status_code == 400, response.json()
+    messages = response.json()["errors"]["steps"]["0"][call_name]["headers"]
+    assert header in messages[0]
+
+
+@pytest.mark.parametrize("index", ["²", "١", "1²"])
+def test_a_list_index_in_other_digits_than_0_9_is_refused(internal_api, index):
+    body = definition()
+    body["steps"][0]["action"]["body"] = {"item": f"${{input.items.{index}}}"}
+
+    response = post_definition(internal_api, body)
+
+    assert response.status_code == 400, response.json()
+    messages = response.json()["errors"]["steps"]["0"]["action"]["body"]
+    assert "digits 0-9" in messages[0]

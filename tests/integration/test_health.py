@@ -104,14 +104,13 @@ def test_redis_unreachable_is_degraded(settings):
 
 
 @pytest.mark.django_db
-def test_redis_answering_but_refusing_the_rate_limiter_is_degraded(settings, monkeypatch):
+def test_redis_answering_but_refusing_writes_is_degraded(settings):
     """A read-only replica answers PING but refuses the limiter's INCR: requests pass
-    uncounted, and health says so."""
-    monkeypatch.setattr(throttling, "_outage", throttling._Outage())
+    uncounted, and health says so at once (it probes with a write), traffic or not."""
     live_worker()
     with throwaway_redis("--replicaof", "127.0.0.1", str(closed_port())) as (_, port):
         settings.REDIS_PORT, settings.REDIS_DB = port, 0
-        assert detailed().json()["checks"]["redis"]["status"] == "ok"
+        first = detailed()
         api = APIClient()
         api.credentials(HTTP_X_API_KEY=settings.SAGA_API_KEY)
         assert api.get("/api/sagas/").status_code == 200  # passes, uncounted
@@ -119,6 +118,7 @@ def test_redis_answering_but_refusing_the_rate_limiter_is_degraded(settings, mon
 
         response = detailed()
 
+    assert first.json()["checks"]["redis"]["status"] == "degraded"
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
     assert response.json()["checks"]["redis"]["status"] == "degraded"

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.test import Client, override_settings
+from django.urls import get_resolver
 
+from sagas import redis_client as redis_client_module
 from sagas import throttling
 from sagas.redis_client import redis_client
 from tests.security_helpers import captured_logs, security_settings, throwaway_redis, unique_ip
@@ -19,7 +21,8 @@ from tests.support import wait_until
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
     """Each test starts with Redis believed healthy and empty in-process windows."""
-    monkeypatch.setattr(throttling, "_outage", throttling._Outage())
+    monkeypatch.setattr(throttling, "_warnings", throttling._Warnings())
+    redis_client_module.breaker_for.cache_clear()
     monkeypatch.setattr(throttling, "_local", throttling._LocalWindows())
 
 
@@ -215,7 +218,7 @@ def warnings_of(records):
 
 def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
     monkeypatch.setattr(throttling, "WARNING_INTERVAL_SECONDS", 0.5)
-    monkeypatch.setattr(throttling, "REDIS_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.0)
     with throwaway_redis() as (redis_process, port), captured_logs() as (_, records):
         with security_settings(limit=2, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:
             counted = get("/api/limited/", key=s.client_key)
@@ -238,7 +241,7 @@ def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
 
 
 def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
-    monkeypatch.setattr(throttling, "REDIS_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.3)
     with throwaway_redis() as (first, port):
         with security_settings(limit=5, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:
             first.kill()
@@ -263,3 +266,40 @@ def test_degraded_flag_for_health_checks():
     assert not throttling.rate_limit_degraded()
     assert throttling.window_hit(bucket="ip:x", limit=1, window=1) is None
     assert throttling.rate_limit_degraded()
+
+
+@pytest.mark.django_db
+def test_metrics_limits_missing_and_unknown_keys_per_ip_but_not_scrapes():
+    limit, ip = 3, unique_ip()
+    with (
+        security_settings(limit=limit) as s,
+        override_settings(ROOT_URLCONF="saga_orchestrator.urls"),
+    ):
+        guesses = [get("/metrics", key=f"guess-{i}", ip=ip) for i in range(limit + 3)]
+        missing = get("/metrics", ip=ip)
+        scrapes = [get("/metrics", key=s.internal_key, ip=ip) for _ in range(limit + 3)]
+
+    assert [r.status_code for r in guesses] == [401] * limit + [429] * 3
+    assert "Retry-After" in guesses[-1] and guesses[-1]["X-RateLimit-Limit"] == str(limit)
+    assert missing.status_code == 429
+    assert {r.status_code for r in scrapes} == {200}
+    assert all("X-RateLimit-Limit" not in r for r in scrapes)
+
+
+def _views(patterns):
+    for pattern in patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from _views(pattern.url_patterns)
+        else:
+            yield str(pattern.pattern), getattr(pattern.callback, "view_class", None)
+
+
+def test_every_keyed_endpoint_has_a_rate_limit():
+    """A view that asks for a key limits missing and unknown ones (DESIGN §6a)."""
+    keyed = {
+        route: view
+        for route, view in _views(get_resolver("saga_orchestrator.urls").url_patterns)
+        if view is not None and getattr(view, "authentication_classes", None)
+    }
+    assert "metrics" in keyed and "sagas/" in keyed
+    assert [route for route, view in keyed.items() if not view.throttle_classes] == []

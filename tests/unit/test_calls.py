@@ -33,7 +33,15 @@ def test_the_request_carries_the_contract_headers_and_wins_over_definition_heade
         {
             "method": "post",
             "url": "http://pay.local/charge",
-            "headers": {"X-Tenant": "${input.t}", "idempotency-key": "forged"},
+            "headers": {
+                "X-Tenant": "${input.t}",
+                "idempotency-key": "forged",
+                # Refused at registration since; a version stored before loses them.
+                "Host": "other.local",
+                "Content-Length": "0",
+                "Transfer-Encoding": "chunked",
+                "x-saga-extra": "forged",
+            },
             "body": {"amount": "${input.amount}"},
             "timeout_seconds": 2.5,
         }

@@ -1,5 +1,6 @@
 """gunicorn.conf.py: the guide's defaults, GUNICORN_* overrides, clear errors."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -106,3 +107,26 @@ def test_check_config_fails_without_secrets():
     result = run_gunicorn("--check-config", SAGA_API_KEY="your-saga-api-key")
     assert result.returncode != 0
     assert "SAGA_API_KEY" in result.stdout + result.stderr
+
+
+def run_local_module():
+    spec = importlib.util.spec_from_file_location("run_local", ROOT / "scripts" / "run_local.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_run_config(**env: str) -> dict[str, str]:
+    """Gunicorn's effective values under the environment `make run` gives it."""
+    environment = run_local_module().embedded_environment(env)
+    return printed_config(**{k: v for k, v in environment.items() if k.startswith("GUNICORN_")})
+
+
+def test_make_run_listens_on_loopback_only_by_default():
+    """Its development keys are public: other machines must not reach them by default."""
+    assert make_run_config()["bind"] == "['127.0.0.1:8008']"
+
+
+def test_make_run_listens_where_gunicorn_bind_says():
+    assert make_run_config(GUNICORN_BIND="0.0.0.0:9002")["bind"] == "['0.0.0.0:9002']"
+    assert make_run_config(GUNICORN_BIND=" ")["bind"] == "['127.0.0.1:8008']"

@@ -59,3 +59,19 @@ def test_headers_are_text_and_never_carry_line_breaks():
     evil = context_for("s", "d", {"v": "a\r\nX-Injected: 1"}, [])
     with pytest.raises(TemplateError, match="line break"):
         render_headers({"X-T": "${input.v}"}, evil)
+
+
+def test_url_placeholders_never_form_a_dot_segment():
+    dots = context_for("s", "d", {"one": ".", "two": "..", "three": "...", "mid": "a.b"}, [])
+    url = "http://p/u/${input.two}/o/${input.one}/${input.three}/${input.mid}?q=${input.two}"
+    assert render(url, dots, url=True) == "http://p/u/%2E%2E/o/%2E/.../a.b?q=%2E%2E"
+    # Outside URLs the value is text as it is.
+    assert render("a/${input.two}/b", dots) == "a/../b"
+
+
+@pytest.mark.parametrize("index", ["²", "١"])
+def test_an_index_in_other_digits_is_a_template_error_not_a_crash(index):
+    """Definitions stored before registration refused these still fail as templates do
+    (permanently), never with a ValueError that reschedules the saga forever."""
+    with pytest.raises(TemplateError, match="is missing"):
+        render(f"${{input.tags.{index}}}", CONTEXT)

@@ -15,6 +15,11 @@ from django.utils import timezone
 
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaInstance
 
+# Bounds that keep the numbers inside what datetime and SQL can hold (a larger value
+# would raise OverflowError or "out of range" instead of a clear message).
+MAX_DAYS = 36_600  # a century
+MAX_BATCH_SIZE = 100_000
+
 
 def expired_sagas(*, cutoff: datetime):
     return SagaInstance.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
@@ -58,10 +63,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than_days, batch_size, dry_run, **options):
         days = settings.SAGA_RETENTION_DAYS if older_than_days is None else older_than_days
-        if days < 0:
-            raise CommandError("--older-than-days must be 0 or more")
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1")
+        if not 0 <= days <= MAX_DAYS:
+            raise CommandError(f"--older-than-days must be between 0 and {MAX_DAYS}")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
         cutoff = timezone.now() - timedelta(days=days)
         if dry_run:
             self.report_dry_run(cutoff=cutoff, days=days)
