@@ -11,7 +11,7 @@ TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
 	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR= \
 	RATE_LIMIT_MAX_REQUESTS=$${RATE_LIMIT_MAX_REQUESTS:-1000000}
-# The embedded default: Django on SQLite (an in-memory test database per process), the
+# The embedded default: Django on SQLite (a test database file per process), the
 # in-process lock and cache.
 SQLITE_TEST_ENV := $(TEST_ENV) DB_HOST= REDIS_HOST=
 
