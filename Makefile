@@ -1,5 +1,6 @@
 # The README's commands. `make run`: the service with the embedded default (SQLite, no
-# servers). `make test`: the whole suite against PostgreSQL and Redis on 127.0.0.1.
+# servers). `make test`: the whole suite against PostgreSQL and Redis on 127.0.0.1, then
+# the tests marked `sqlite` again on the embedded default (no DB_HOST, no REDIS_HOST).
 # The suite's shared test keys would soon hit the default rate limit: it runs with a huge one
 # (the rate-limit tests set their own limits and keys).
 PYTHON ?= python3.11
@@ -10,6 +11,9 @@ TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
 	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR= \
 	RATE_LIMIT_MAX_REQUESTS=$${RATE_LIMIT_MAX_REQUESTS:-1000000}
+# The embedded default: Django on SQLite (a test database file per process), the
+# in-process lock and cache.
+SQLITE_TEST_ENV := $(TEST_ENV) DB_HOST= REDIS_HOST=
 
 .PHONY: run test lint format bench demo clean tools docker-check docker-emulate venv
 
@@ -27,8 +31,14 @@ run: venv
 demo: venv
 	$(BIN)/python scripts/demo_participants.py
 
+# Both runs always happen; either failing fails the target. Exit status 5 ("no tests
+# collected") of the SQLite run is fine: PYTEST_ARGS may select no `sqlite` test.
 test: venv tools
-	$(TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} $(PYTEST_ARGS); postgres=$$?; \
+	$(SQLITE_TEST_ENV) $(BIN)/pytest -n $${TEST_PROCESSES:-2} -m sqlite $(PYTEST_ARGS); \
+	sqlite=$$?; [ $$sqlite -eq 5 ] && sqlite=0; \
+	echo "make test: PostgreSQL run exit $$postgres, SQLite run exit $$sqlite"; \
+	[ $$postgres -eq 0 ] && [ $$sqlite -eq 0 ]
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,14 +1,54 @@
-"""Shared fixtures: API clients per role. Tests run on the real PostgreSQL and Redis
-(`make test` points DB_HOST/REDIS_HOST at 127.0.0.1)."""
+"""Shared fixtures: API clients per role.
+
+`make test` runs the suite twice. First on the real PostgreSQL and Redis (DB_HOST and
+REDIS_HOST at 127.0.0.1): every test. Then on the embedded default `make run` uses (no
+DB_HOST: SQLite, an in-memory test database; no REDIS_HOST: the in-process lock): only the
+tests marked `sqlite`, which must hold on both databases. Unmarked tests are deselected on
+SQLite, since they rely on PostgreSQL or Redis.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 
+def on_sqlite() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+
+
 def pytest_configure(config):
-    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        raise pytest.UsageError("The suite needs PostgreSQL: run it with `make test` (DB_HOST).")
+    if on_sqlite():
+        # A file, as `make run` uses, not Django's in-memory test database: engine tests
+        # run workers in threads, and threads sharing an in-memory database lock each
+        # other out of its tables ("database table is locked").
+        config.sqlite_dir = tempfile.mkdtemp(prefix="saga-tests-")
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        test["NAME"] = str(Path(config.sqlite_dir) / "test.sqlite3")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "sqlite_dir", None):
+        shutil.rmtree(config.sqlite_dir, ignore_errors=True)
+
+
+def pytest_report_header(config):
+    if on_sqlite():
+        return "database: SQLite (embedded default); only tests marked `sqlite` run"
+    return "database: PostgreSQL"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not on_sqlite():
+        return
+    kept = [item for item in items if item.get_closest_marker("sqlite")]
+    deselected = [item for item in items if not item.get_closest_marker("sqlite")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture

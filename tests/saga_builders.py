@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from sagas.engine.plan import steps_initial
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaDefinition, SagaInstance
+from tests.participants import Reply
 from tests.support import wait_until
 
 FAST_RETRY = {
@@ -94,3 +95,33 @@ def in_thread(target, *args) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def checkout_definition(participants, *, retry=None, name: str = "checkout"):
+    """reserve → charge → ship on the scripted server, each with a compensation
+    (DELETE /reserve/<id>, POST /refund with the payment id, POST /unship)."""
+    url = participants.url
+    participants.script("POST", "/reserve", Reply(201, {"id": "r-9"}))
+    participants.script("POST", "/charge", Reply(201, {"id": "p-1"}))
+    return definition_create(
+        [
+            step(
+                "reserve",
+                call(url("/reserve"), body={"order": "${input.order_id}"}),
+                call(url("/reserve/${steps.reserve.response.id}"), method="DELETE"),
+            ),
+            step(
+                "charge",
+                call(url("/charge"), body={"reservation": "${steps.reserve.response.id}"}),
+                call(url("/refund"), body={"payment": "${steps.charge.response.id}"}),
+                retry=retry,
+            ),
+            step("ship", call(url("/ship")), call(url("/unship")), retry=retry),
+        ],
+        name=name,
+    )
+
+
+def calls_made(participants) -> list[str]:
+    """Every request the participants got, as "METHOD /path", in arrival order."""
+    return [f"{r.method} {r.path}" for r in participants.received()]

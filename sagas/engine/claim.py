@@ -2,8 +2,13 @@
 
 Due: active, `next_attempt_at <= now`, and no live lease. On PostgreSQL the row is picked
 with `SELECT … FOR UPDATE SKIP LOCKED` inside the leasing UPDATE (workers never queue on
-each other; pgsql.py); on SQLite a compare-and-set on the old lease token does the same.
+each other; pgsql.py); on SQLite a conditional UPDATE that re-checks "due" does the same.
 Either way the new lease token is what fences every later write.
+
+Whose clock: on PostgreSQL the database's, for "now" and for the lease expiry (pgsql.py),
+so a worker host whose clock runs ahead cannot take over a live lease. On SQLite, the
+embedded default, the process's clock: the database is a file of the one host that runs
+the API and the worker, so there is no other clock to disagree with.
 """
 
 import uuid
@@ -11,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Min, Q
+from django.db.models import DurationField, ExpressionWrapper, Min, Q
+from django.db.models.functions import Now
+from django.utils import timezone
 
 from sagas.engine import pgsql
 from sagas.engine.record import Lease
@@ -36,30 +43,35 @@ def _due(now: datetime):
 
 
 def saga_claim(*, owner: str, now: datetime, lease_seconds: float) -> Claimed | None:
-    """Lease the most overdue saga to `owner`, or None when nothing is due."""
+    """Lease the most overdue saga to `owner`, or None when nothing is due.
+
+    `now` is the worker's clock, used on SQLite only: on PostgreSQL the statement reads
+    the database's clock (see the module docstring)."""
     token = uuid.uuid4()
-    expires = now + timedelta(seconds=lease_seconds)
-    lease_fields = {
-        "lease_owner": owner,
-        "lease_token": token,
-        "lease_expires_at": expires,
-        # Held, a saga is due again only when its lease runs out (a crashed worker).
-        "next_attempt_at": expires,
-    }
     if connection.vendor == "postgresql":
         # One statement: UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING.
-        row = pgsql.claim_row(owner=owner, token=token, now=now, expires=expires)
+        row = pgsql.claim_row(owner=owner, token=token, lease_seconds=lease_seconds)
         return None if row is None else _claimed(SagaInstance(**row), owner, token)
-    saga = _due(now).first()
-    if saga is None:
+    return _claim_orm(owner, token, now, lease_seconds)
+
+
+def _claim_orm(owner: str, token: uuid.UUID, now: datetime, lease_seconds: float) -> Claimed | None:
+    candidate = _due(now).values_list("id", flat=True).first()
+    if candidate is None:
         return None
-    # Compare-and-set: only if nobody claimed it since we read it.
-    won = SagaInstance.objects.filter(
-        id=saga.id, lease_token=saga.lease_token, lease_expires_at=saga.lease_expires_at
-    ).update(**lease_fields)
+    expires = now + timedelta(seconds=lease_seconds)
+    # Held, a saga is due again only when its lease runs out (a crashed worker).
+    leased = {"lease_owner": owner, "lease_token": token, "lease_expires_at": expires}
+    leased["next_attempt_at"] = expires
+    # Taken only if it is still due as the UPDATE runs. A compare-and-set on the token
+    # read above is not enough: another thread may claim it, make a call and release it
+    # (the same empty token again) in between, and the saga would run again from the
+    # state read before that call (a call made twice under one attempt number).
+    won = _due(now).filter(id=candidate).update(**leased)
     if not won:
         return None
-    return _claimed(saga, owner, token)
+    # Read after winning: the state is the one this lease now fences.
+    return _claimed(SagaInstance.objects.get(id=candidate), owner, token)
 
 
 def _claimed(saga: SagaInstance, owner: str, token: uuid.UUID) -> Claimed:
@@ -90,7 +102,13 @@ def _claimed(saga: SagaInstance, owner: str, token: uuid.UUID) -> Claimed:
 
 
 def next_due_at() -> datetime | None:
-    """When the earliest waiting saga becomes due (idle workers sleep until then)."""
-    return SagaInstance.objects.filter(status__in=ACTIVE_STATUSES).aggregate(
-        due=Min("next_attempt_at")
-    )["due"]
+    """When the earliest waiting saga becomes due, by this process's clock (idle workers
+    sleep until then). On PostgreSQL the wait is measured by the database's clock, which
+    the claim's due check reads: a worker whose clock is off neither spins nor oversleeps."""
+    waiting = SagaInstance.objects.filter(status__in=ACTIVE_STATUSES)
+    if connection.vendor != "postgresql":
+        return waiting.aggregate(due=Min("next_attempt_at"))["due"]
+    wait = waiting.aggregate(
+        wait=ExpressionWrapper(Min("next_attempt_at") - Now(), output_field=DurationField())
+    )["wait"]
+    return None if wait is None else timezone.now() + wait

@@ -17,7 +17,6 @@ import json
 import re
 import uuid
 import weakref
-from datetime import datetime
 
 from django.db import connection
 
@@ -48,13 +47,21 @@ CLAIMED_COLUMNS = (
 )
 JSON_COLUMNS = ("steps", "error", "cause", "input")
 
+# Lease times are the database's clock, never a worker's (a host whose clock runs ahead
+# would otherwise take over live leases): statement_timestamp() is fresh for each
+# statement even inside a transaction (unlike now()) and stable within it (unlike
+# clock_timestamp(), which would keep the partial index on next_attempt_at from serving
+# the due check).
+DB_NOW = "statement_timestamp()"
+LEASE_EXPIRY = f"{DB_NOW} + make_interval(secs => %(lease_seconds)s::float8)"
+
 CLAIM_SQL = f"""
 UPDATE {SAGA} SET lease_owner = %(owner)s, lease_token = %(token)s,
-    lease_expires_at = %(expires)s, next_attempt_at = %(expires)s
+    lease_expires_at = {LEASE_EXPIRY}, next_attempt_at = {LEASE_EXPIRY}
 WHERE id = (
     SELECT id FROM {SAGA}
-    WHERE status IN ({ACTIVE}) AND next_attempt_at <= %(now)s
-      AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+    WHERE status IN ({ACTIVE}) AND next_attempt_at <= {DB_NOW}
+      AND (lease_expires_at IS NULL OR lease_expires_at <= {DB_NOW})
     ORDER BY next_attempt_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -63,9 +70,10 @@ RETURNING {", ".join(CLAIMED_COLUMNS)}
 """
 
 
-def claim_row(*, owner: str, token: uuid.UUID, now: datetime, expires: datetime) -> dict | None:
-    """Lease the most overdue saga (SELECT … FOR UPDATE SKIP LOCKED); its row, or None."""
-    params = {"owner": owner, "token": token, "expires": expires, "now": now}
+def claim_row(*, owner: str, token: uuid.UUID, lease_seconds: float) -> dict | None:
+    """Lease the most overdue saga (SELECT … FOR UPDATE SKIP LOCKED) for `lease_seconds`
+    of the database's clock; its row, or None."""
+    params = {"owner": owner, "token": token, "lease_seconds": lease_seconds}
     with connection.cursor() as cursor:
         prepared_execute(cursor, CLAIM_SQL, params)
         row = cursor.fetchone()
@@ -81,10 +89,13 @@ def claim_row(*, owner: str, token: uuid.UUID, now: datetime, expires: datetime)
 SAGA_SET = (
     "status = %(status)s, phase = %(phase)s, current_step = %(current_step)s,"
     " steps = %(steps)s::jsonb, error = %(error)s::jsonb, cause = %(cause)s::jsonb,"
-    " next_attempt_at = %(next_attempt_at)s, started_at = %(started_at)s,"
+    " started_at = %(started_at)s,"
     " finished_at = %(finished_at)s, updated_at = %(updated_at)s,"
-    " lease_expires_at = %(lease_expires_at)s, lease_token = %(lease_token)s,"
-    " lease_owner = %(lease_owner)s"
+    " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
+    # Held (lease_seconds set), the expiry by the database's clock, which is also when
+    # the saga is due again; released (NULL), no expiry and the state's own due time.
+    f" lease_expires_at = {LEASE_EXPIRY},"
+    f" next_attempt_at = coalesce({LEASE_EXPIRY}, %(next_attempt_at)s)"
 )
 CLOSE_SQL = (
     f"closed AS (UPDATE {ATTEMPT} SET status_code = %(c_status_code)s,"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models.functions import Now
 
 from sagas.engine import pgsql
 from sagas.engine.participants import CallResult
@@ -93,7 +94,8 @@ def transition_record(
     # and a miss tells which condition failed.
     watch_cancel = not state.cancel_requested
     if connection.vendor == "postgresql":
-        written = _write_one_statement(lease, fields, watch_cancel, closed, opened)
+        held_for = None if release else lease_seconds
+        written = _write_one_statement(lease, fields, held_for, watch_cancel, closed, opened)
     else:
         written = _write_transaction(lease, fields, watch_cancel, closed, opened)
     if written != 1:
@@ -120,8 +122,11 @@ def _write_transaction(lease, fields, watch_cancel, closed, opened) -> int:
     return 1
 
 
-def _write_one_statement(lease, fields, watch_cancel, closed, opened) -> int:
+def _write_one_statement(lease, fields, held_for, watch_cancel, closed, opened) -> int:
     fields = {"lease_token": lease.token, "lease_owner": lease.owner} | fields
+    # The statement computes the expiry by the database's clock from `lease_seconds`.
+    fields.pop("lease_expires_at")
+    fields["lease_seconds"] = held_for
     return pgsql.transition_write(
         saga_id=lease.saga_id,
         token=lease.token,
@@ -133,17 +138,29 @@ def _write_one_statement(lease, fields, watch_cancel, closed, opened) -> int:
 
 
 def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
-    """Push the lease expiry out while a call is in flight; False if it was lost."""
-    expires = now + timedelta(seconds=lease_seconds)
+    """Push the lease expiry out while a call is in flight; False if it was lost.
+
+    `now` is the worker's clock, used on SQLite only (claim.py says why)."""
+    expires = _db_clock_plus(now, lease_seconds)
     fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
     return fenced.update(lease_expires_at=expires, next_attempt_at=expires) == 1
 
 
-def lease_release(*, lease: Lease, due_at: datetime) -> bool:
-    """Give the saga back unchanged, due again at `due_at` (shutdown, lock conflict, error)."""
+def lease_release(*, lease: Lease, now: datetime, delay_seconds: float) -> bool:
+    """Give the saga back unchanged, due again in `delay_seconds` (shutdown, lock conflict,
+    error); `now` as for lease_renew."""
     fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
     released = {"lease_token": None, "lease_owner": "", "lease_expires_at": None}
+    due_at = _db_clock_plus(now, delay_seconds)
     return fenced.update(**released, next_attempt_at=due_at) == 1
+
+
+def _db_clock_plus(now: datetime, seconds: float):
+    """`seconds` from now by the database's clock on PostgreSQL (STATEMENT_TIMESTAMP()),
+    as the claim's due check reads it; by `now` on SQLite."""
+    if connection.vendor == "postgresql":
+        return Now() + timedelta(seconds=seconds)
+    return now + timedelta(seconds=seconds)
 
 
 def _state_fields(state: SagaState, now: datetime) -> dict:

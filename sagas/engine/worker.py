@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
@@ -86,7 +85,7 @@ class Worker:
         lease = claimed.lease
         if not self.locks.acquire(lease.saga_id, lease.token, release=self._finished_take()):
             # A previous holder may still be mid-call: let its lock run out first.
-            lease_release(lease=lease, due_at=timezone.now() + timedelta(seconds=LOCK_BUSY_DELAY))
+            lease_release(lease=lease, now=timezone.now(), delay_seconds=LOCK_BUSY_DELAY)
             return True
         self._hold(lease)
         status = None
@@ -129,7 +128,7 @@ class Worker:
                     "request_id": lease.request_id,
                 },
             )
-            lease_release(lease=lease, due_at=timezone.now() + timedelta(seconds=ERROR_DELAY))
+            lease_release(lease=lease, now=timezone.now(), delay_seconds=ERROR_DELAY)
             return None
 
     def _hold(self, lease: Lease) -> None:

@@ -1,0 +1,83 @@
+"""Issue 8 item 15: lease times are the database's clock on PostgreSQL, so a worker host
+whose clock runs ahead cannot take over a live lease (nor claim work early). Each engine
+function takes the worker's clock as `now`; here it is 60 s ahead. (SQLite, the embedded
+default, is one host with one clock: claim.py says why `now` is used there.)"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from sagas.engine.claim import next_due_at, saga_claim
+from sagas.engine.record import lease_release, lease_renew, transition_record
+from tests.saga_builders import call, definition_create, saga_create, saga_get, step
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+AHEAD = timedelta(seconds=60)
+LEASE = 30.0
+
+
+def db_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def assert_by_db_clock(moment, seconds: float):
+    """`moment` is `seconds` after the database's now (give or take the test's own pace)."""
+    expected = db_now() + timedelta(seconds=seconds)
+    assert abs((moment - expected).total_seconds()) < 2, (moment, expected)
+
+
+def waiting_saga(**fields):
+    definition = definition_create([step("one", call("http://127.0.0.1:9/one"))])
+    return saga_create(definition, **fields)
+
+
+def test_a_worker_whose_clock_runs_ahead_cannot_take_a_live_lease():
+    saga = waiting_saga()
+    holder = saga_claim(owner="holder", now=timezone.now(), lease_seconds=LEASE)
+    assert holder is not None
+
+    # By its own clock the holder's lease ran out 30 s ago.
+    assert saga_claim(owner="ahead", now=timezone.now() + AHEAD, lease_seconds=LEASE) is None
+
+    held = saga_get(saga)
+    assert held.lease_owner == "holder" and held.lease_token == holder.lease.token
+    assert_by_db_clock(held.lease_expires_at, LEASE)
+
+
+def test_a_worker_whose_clock_runs_ahead_claims_nothing_before_it_is_due():
+    saga = waiting_saga(next_attempt_at=db_now() + timedelta(seconds=30))
+
+    assert saga_claim(owner="ahead", now=timezone.now() + AHEAD, lease_seconds=LEASE) is None
+    assert saga_get(saga).lease_token is None
+    # Idle workers sleep until then by their own clock: 30 s from now, not 30 s ago.
+    assert timezone.now() + timedelta(seconds=28) < next_due_at() <= timezone.now() + AHEAD
+
+
+def test_every_lease_time_a_skewed_worker_writes_is_by_the_database_clock():
+    saga = waiting_saga()
+    ahead = timezone.now() + AHEAD
+    claimed = saga_claim(owner="ahead", now=ahead, lease_seconds=LEASE)
+    assert_by_db_clock(saga_get(saga).lease_expires_at, LEASE)
+
+    assert lease_renew(lease=claimed.lease, now=ahead, lease_seconds=LEASE)
+    renewed = saga_get(saga)
+    assert_by_db_clock(renewed.lease_expires_at, LEASE)
+    assert renewed.next_attempt_at == renewed.lease_expires_at
+
+    state = claimed.state
+    transition_record(
+        lease=claimed.lease, before=state.status, state=state, now=ahead, lease_seconds=LEASE
+    )
+    recorded = saga_get(saga)
+    assert_by_db_clock(recorded.lease_expires_at, LEASE)
+    assert recorded.next_attempt_at == recorded.lease_expires_at
+
+    assert lease_release(lease=claimed.lease, now=ahead, delay_seconds=5)
+    released = saga_get(saga)
+    assert released.lease_token is None and released.lease_expires_at is None
+    assert_by_db_clock(released.next_attempt_at, 5)
