@@ -3,6 +3,8 @@ the call's timeout bounding the whole call, keep-alive reuse and its bounds, IPv
 No database: these call `participant_call` directly."""
 
 import socket
+import ssl
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -207,6 +209,43 @@ def test_idle_connections_are_closed(servers, monkeypatch):
 
     assert in_new_thread(scenario) == [b.port]
     wait_until(lambda: a.closed_by_client == 1, timeout=2, what="a's idle connection closed")
+
+
+# TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1: (cert file, key file)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=participant", "-keyout", str(key)]
+        + ["-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_is_verified_and_kept_alive(servers, certificate, monkeypatch):
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = servers(lambda server, sock: answer_ok(server, context.wrap_socket(sock, True)))
+    url = f"https://127.0.0.1:{server.port}/pay"
+
+    untrusted = in_new_thread(lambda: call(url))
+    assert (untrusted.outcome, untrusted.uncertain) == ("retryable_error", False)
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by the next thread's TLS context
+    trusted = in_new_thread(lambda: [call(url), call(url)])
+    assert [r.response for r in trusted] == [{"ok": True}, {"ok": True}]
+    assert server.accepted == 2  # the untrusted handshake, then one kept-alive connection
+    assert [h.split(b"\r\n")[1] for h in server.requests] == [
+        f"Host: 127.0.0.1:{server.port}".encode()
+    ] * 2
 
 
 # IPv6 literals ---------------------------------------------------------------------------
