@@ -175,7 +175,7 @@ def participant_call(
         problem = url_call_problem(request.url, allowed)
         if problem:
             return permanent_failure(f"URL {problem}")
-        result, location = _call_guarded(request, max_bytes, started)
+        result, location = _call_once(request, max_bytes, started)
         target = _redirect_target(result, location, request.url, allowed)
         if target is None:
             return result
@@ -185,15 +185,6 @@ def participant_call(
     return CallResult(
         Outcome.PERMANENT_ERROR, result.status_code, None, error, None, False, duration_ms
     )
-
-
-def _call_guarded(request: ParticipantRequest, max_bytes: int, started: float):
-    """`_call_once`; an error it did not foresee is logged and counts as uncertain."""
-    try:
-        return _call_once(request, max_bytes, started)
-    except Exception as exc:
-        logger.exception("participant call failed unexpectedly")
-        return _failed(LOST, f"call failed: {_short(exc)}", started), None
 
 
 def _call_once(request: ParticipantRequest, max_bytes: int, started: float):
@@ -206,21 +197,9 @@ def _call_once(request: ParticipantRequest, max_bytes: int, started: float):
     conn.begin(deadline)
     try:
         status_code, body, headers = _exchange(conn, url, request, max_bytes)
-    except NotSent as exc:
+    except Exception as exc:  # every failure becomes a result: nothing escapes the client
         conn.close()
-        return _failed(NOT_SENT, _not_sent_error(exc.reason, request.timeout), started), None
-    except TimeoutError:
-        conn.close()
-        return _failed(TIMEOUT, f"timed out after {request.timeout:g} s", started), None
-    except ForbiddenAddress as exc:
-        conn.close()
-        return permanent_failure(f"URL {exc}"), None
-    except (http.client.InvalidURL, ValueError) as exc:
-        conn.close()  # refused before sending (bad characters in the URL or a header)
-        return permanent_failure(f"invalid request: {_short(exc)}"), None
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()
-        return _failed(LOST, f"connection failed: {_short(exc)}", started), None
+        return _failure(exc, request.timeout, started), None
     return _classified(status_code, body, headers, started)
 
 
@@ -240,6 +219,23 @@ def _classified(status_code: int, body: Any, headers, started: float):
         duration_ms,
     )
     return result, location
+
+
+def _failure(exc: Exception, timeout: float, started: float) -> CallResult:
+    """The result of a call that ended in `exc` before a complete answer arrived."""
+    if isinstance(exc, NotSent):
+        return _failed(NOT_SENT, _not_sent_error(exc.reason, timeout), started)
+    if isinstance(exc, TimeoutError):
+        return _failed(TIMEOUT, f"timed out after {timeout:g} s", started)
+    if isinstance(exc, ForbiddenAddress):
+        return permanent_failure(f"URL {exc}")
+    if isinstance(exc, http.client.InvalidURL | ValueError):
+        # Refused by http.client before sending: bad characters in the URL or a header.
+        return permanent_failure(f"invalid request: {_short(exc)}")
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return _failed(LOST, f"connection failed: {_short(exc)}", started)
+    logger.error("participant call failed unexpectedly", exc_info=exc)
+    return _failed(LOST, f"call failed: {_short(exc)}", started)  # it may have been sent
 
 
 def _not_sent_error(reason: OSError, timeout: float) -> str:
