@@ -8,6 +8,9 @@ A refused connection, a DNS or TLS failure, or a connect timeout (nothing was se
 408/425/429, are retryable but certain.
 
 The call's timeout bounds the whole call: connect, send, wait, read the whole body.
+Connections are kept alive per thread (sagas/engine/connections.py); a reused one that the
+participant had closed is replaced before sending, or, when the close raced the request
+(reset before any answer), the request is sent once more on a new connection.
 Whatever the participant returns is kept storable (PostgreSQL jsonb): a body that is not
 storable JSON is kept as text (at most TEXT_MAX_BYTES, NUL and invalid UTF-8 replaced).
 

@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from sagas.engine.connections import PinnedConnection, PinnedTLSConnection
 from sagas.engine.participants import (
     TEXT_MAX_BYTES,
     classify,
@@ -146,3 +147,17 @@ def test_long_text_is_cut_at_64_kib():
 )
 def test_connect_target_keeps_ipv6_literals_whole(url, target):
     assert connect_target(urlsplit(url)) == target
+
+
+@pytest.mark.parametrize(
+    ("url", "connection"),
+    [
+        ("http://[fd00::5]/x", PinnedConnection),
+        ("https://[::1]/x", PinnedTLSConnection),
+        ("http://[::1]:8080/x", PinnedConnection),
+    ],
+)
+def test_a_portless_ipv6_literal_is_not_re_split_by_http_client(url, connection):
+    host, port = connect_target(urlsplit(url))
+    conn = connection(host, port, resolve=lambda host, port: [])
+    assert (conn.host, conn.port) == (host, port)  # not ("fd00:", 5) or ("::", 1)
