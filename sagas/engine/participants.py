@@ -2,20 +2,31 @@
 
 2xx → succeeded. 408, 425, 429, 5xx, timeouts and connection errors → retryable.
 Any other status (other 4xx, and a 3xx that is not followed) → permanent.
-A timeout, a connection error or a 5xx is also *uncertain*: the call may have taken
-effect, so a step whose retries run out that way is compensated.
+*Uncertain* (the call may have taken effect, so a step that met it is compensated) means
+exactly: a timeout after the request was sent, a connection lost after sending, or a 5xx.
+A refused connection, a DNS or TLS failure, or a connect timeout (nothing was sent), and
+408/425/429, are retryable but certain.
+
+The call's timeout bounds the whole call: connect, send, wait, read the whole body.
+Connections are kept alive per thread (sagas/engine/connections.py); a reused one that the
+participant had closed is replaced before sending, or, when the close raced the request
+(reset before any answer), the request is sent once more on a new connection.
+Whatever the participant returns is kept storable (PostgreSQL jsonb): a body that is not
+storable JSON is kept as text (at most TEXT_MAX_BYTES, NUL and invalid UTF-8 replaced).
 
 SSRF guard at call time (sagas/engine/hosts.py): before each request, and each redirect
 hop, the URL must pass `resolved_url_problem` (SAGA_ALLOWED_HOSTS, and no name resolving
 to a link-local or metadata address); a refused URL is a permanent failure. Connections
 are opened to the very addresses that were checked (no second DNS answer in between).
-Redirects are followed only when `redirect_allowed` passes, at most MAX_REDIRECTS hops.
+Redirects are followed only when `redirect_allowed` passes, at most MAX_REDIRECTS hops;
+one that leaves the origin carries only Content-Type and the service's own headers.
 """
 
 import dataclasses
 import http.client
 import json
-import select
+import logging
+import re
 import socket
 import ssl
 import threading
@@ -23,24 +34,43 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 
 from sagas.engine import hosts
+from sagas.engine.connections import (
+    NotSent,
+    PinnedConnection,
+    PinnedTLSConnection,
+    thread_pool,
+)
 from sagas.engine.retry import parse_retry_after
+from sagas.jsonutil import json_value_problem
 from sagas.models import Outcome
+
+logger = logging.getLogger("sagas.engine")
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 ERROR_TEXT_CHARS = 300
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
-# Headers that must not follow a redirect to another origin.
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# Headers that follow a redirect to another origin: the body's type and the service's own.
+CROSS_ORIGIN_HEADERS = frozenset({"content-type", "idempotency-key", "x-request-id"})
+CROSS_ORIGIN_PREFIX = "x-saga-"
+# A body that is not storable JSON is kept as text, cut at this many bytes.
+TEXT_MAX_BYTES = 64 * 1024
+# Characters PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # How long a name's resolution (and a URL's verdict) is trusted: short enough to follow
 # DNS changes, long enough that the hot path resolves each participant host rarely.
 RESOLVE_TTL_SECONDS = 10.0
 CACHE_MAX_ENTRIES = 4096
+
+# Failures before a status arrived, for `classify`.
+NOT_SENT = "not_sent"  # nothing left: refused, DNS, TLS, connect timeout
+TIMEOUT = "timeout"  # sent, no complete answer in time
+LOST = "connection"  # sent, then the connection broke
 
 
 @dataclass(frozen=True)
@@ -65,9 +95,9 @@ class CallResult:
 
 def classify(status_code: int | None, failure: str | None = None) -> tuple[str, bool]:
     """(outcome, uncertain) of a call that got `status_code`, or failed with `failure`
-    ("timeout" or "connection") before a status arrived."""
+    (NOT_SENT, TIMEOUT or LOST) before a status arrived."""
     if failure is not None:
-        return Outcome.RETRYABLE_ERROR, True
+        return Outcome.RETRYABLE_ERROR, failure != NOT_SENT
     if 200 <= status_code < 300:
         return Outcome.SUCCEEDED, False
     if status_code >= 500:
@@ -79,18 +109,32 @@ def classify(status_code: int | None, failure: str | None = None) -> tuple[str, 
 
 def permanent_failure(message: str) -> CallResult:
     """A call that could not be made at all (unresolved template, forbidden URL)."""
-    return CallResult(outcome=Outcome.PERMANENT_ERROR, error=message)
+    return CallResult(outcome=Outcome.PERMANENT_ERROR, error=storable_text(message))
 
 
 def parse_body(raw: bytes) -> Any:
-    """JSON when it parses, text otherwise, None when empty."""
+    """JSON when it parses and PostgreSQL can store it, text otherwise, None when empty."""
     if not raw:
         return None
-    text = raw.decode("utf-8", errors="replace")
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # invalid UTF-8 or JSON; nested past the stack
+        return body_text(raw)
+    if json_value_problem(value) is not None:  # NaN, NUL, lone surrogate, too deep
+        return body_text(raw)
+    return value
+
+
+def body_text(raw: bytes) -> str:
+    """A body as storable text: its first TEXT_MAX_BYTES, invalid UTF-8 and NUL replaced."""
+    return storable_text(raw[:TEXT_MAX_BYTES].decode("utf-8", errors="replace"))
+
+
+def storable_text(text: str) -> str:
+    """`text` with NUL and lone surrogates (which PostgreSQL refuses) replaced by U+FFFD."""
+    if text.isascii() and "\x00" not in text:
         return text
+    return UNSTORABLE.sub("\ufffd", text)
 
 
 def error_text(body: Any) -> str:
@@ -110,63 +154,23 @@ def error_text(body: Any) -> str:
 
 def status_error(status_code: int, body: Any, location: str | None) -> str:
     if 300 <= status_code < 400:
-        return f"HTTP {status_code}: redirect to {location or '(no Location)'} not followed"
+        where = storable_text(location or "(no Location)")
+        return f"HTTP {status_code}: redirect to {where} not followed"
     text = error_text(body)
     return f"HTTP {status_code}: {text}" if text else f"HTTP {status_code}"
-
-
-_local = threading.local()
-
-
-def _connection(scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-    """The calling thread's keep-alive connection to one participant origin.
-
-    The standard library's client: one send and one receive per call (a third of the CPU
-    of urllib3, a fifth of requests'), no proxy or netrc lookups, no redirects.
-    """
-    connections = getattr(_local, "connections", None)
-    if connections is None:
-        connections = _local.connections = {}
-    key = (scheme, host, port)
-    conn = connections.get(key)
-    if conn is not None and conn.sock is not None and _dropped(conn.sock):
-        conn.close()  # the participant closed the idle keep-alive connection
-    if conn is None:
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, context=_tls_context())
-        else:
-            conn = http.client.HTTPConnection(host, port)
-        conn._create_connection = _pinned_connect  # the SSRF check's addresses, no others
-        connections[key] = conn
-    return conn
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """An idle connection that is readable has been closed by its peer."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _tls_context() -> ssl.SSLContext:
-    context = getattr(_local, "tls", None)
-    if context is None:
-        context = _local.tls = ssl.create_default_context()
-    return context
 
 
 def participant_call(
     request: ParticipantRequest, *, max_bytes: int, allowed_hosts: list[str] | None = None
 ) -> CallResult:
-    """Make one call (bounded time, body read up to `max_bytes`) and classify it.
+    """Make one call (done within `request.timeout`, body read up to `max_bytes`) and
+    classify it. Never raises.
 
     Every hop's URL passes the call-time SSRF check first (`allowed_hosts` defaults to
     SAGA_ALLOWED_HOSTS). A redirect is followed when `hosts.redirect_allowed` passes: 307
     and 308 keep the method and body, 303 (and 301/302 after a POST) become a GET without
-    a body (RFC 9110 §15.4); credentials are not sent on to another origin. Otherwise the
-    3xx is the (permanent) outcome.
+    a body (RFC 9110 §15.4); to another origin, only Content-Type and the service's own
+    headers go on. Otherwise the 3xx is the (permanent) outcome.
     """
     allowed = settings.SAGA_ALLOWED_HOSTS if allowed_hosts is None else allowed_hosts
     started = time.monotonic()
@@ -188,25 +192,21 @@ def participant_call(
 
 def _call_once(request: ParticipantRequest, max_bytes: int, started: float):
     """One request/response exchange: (its classified result, its Location header)."""
+    deadline = started + request.timeout
+    if time.monotonic() >= deadline:  # redirect hops used the time up: not sent
+        return _failed(NOT_SENT, f"timed out after {request.timeout:g} s", started), None
     url = urlsplit(request.url)
-    remaining = request.timeout - (time.monotonic() - started)
-    if remaining <= 0:
-        return _failed("timeout", f"timed out after {request.timeout:g} s", started), None
-    conn = _connection(url.scheme, url.hostname, url.port)
+    conn = _connection(url)
+    conn.begin(deadline)
     try:
-        status_code, body, headers = _exchange(conn, url, request, max_bytes, started, remaining)
-    except TimeoutError:
+        status_code, body, headers = _exchange(conn, url, request, max_bytes)
+    except Exception as exc:  # every failure becomes a result: nothing escapes the client
         conn.close()
-        return _failed("timeout", f"timed out after {request.timeout:g} s", started), None
-    except ForbiddenAddress as exc:
-        conn.close()
-        return permanent_failure(f"URL {exc}"), None
-    except (http.client.InvalidURL, ValueError) as exc:
-        conn.close()  # refused before sending (bad characters in the URL or a header)
-        return permanent_failure(f"invalid request: {_short(exc)}"), None
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()
-        return _failed("connection", f"connection failed: {_short(exc)}", started), None
+        return _failure(exc, request.timeout, started), None
+    return _classified(status_code, body, headers, started)
+
+
+def _classified(status_code: int, body: Any, headers, started: float):
     outcome, uncertain = classify(status_code)
     duration_ms = (time.monotonic() - started) * 1000
     if outcome == Outcome.SUCCEEDED:
@@ -224,6 +224,29 @@ def _call_once(request: ParticipantRequest, max_bytes: int, started: float):
     return result, location
 
 
+def _failure(exc: Exception, timeout: float, started: float) -> CallResult:
+    """The result of a call that ended in `exc` before a complete answer arrived."""
+    if isinstance(exc, NotSent):
+        return _failed(NOT_SENT, _not_sent_error(exc.reason, timeout), started)
+    if isinstance(exc, TimeoutError):
+        return _failed(TIMEOUT, f"timed out after {timeout:g} s", started)
+    if isinstance(exc, ForbiddenAddress):
+        return permanent_failure(f"URL {exc}")
+    if isinstance(exc, http.client.InvalidURL | ValueError):
+        # Refused by http.client before sending: bad characters in the URL or a header.
+        return permanent_failure(f"invalid request: {_short(exc)}")
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return _failed(LOST, f"connection failed: {_short(exc)}", started)
+    logger.error("participant call failed unexpectedly", exc_info=exc)
+    return _failed(LOST, f"call failed: {_short(exc)}", started)  # it may have been sent
+
+
+def _not_sent_error(reason: OSError, timeout: float) -> str:
+    if isinstance(reason, TimeoutError):
+        return f"timed out after {timeout:g} s before the request was sent"
+    return f"connection failed: {_short(reason)}"
+
+
 def _redirect_target(result: CallResult, location, base_url: str, allowed) -> str | None:
     """The URL to follow, or None when the answer is final (not a redirect, or refused)."""
     if result.status_code not in REDIRECT_STATUSES or not location:
@@ -238,13 +261,100 @@ def _redirected(request: ParticipantRequest, status_code: int, target: str):
     if status_code == 303 or (status_code in (301, 302) and method == "POST"):
         method, body = "GET", None
     if _origin(target) != _origin(request.url):
-        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        # Any header a definition set may be a credential (X-Api-Token, X-Signature…).
+        headers = {k: v for k, v in headers.items() if _crosses_origins(k)}
     return dataclasses.replace(request, method=method, url=target, body=body, headers=headers)
+
+
+def _crosses_origins(name: str) -> bool:
+    name = name.lower()
+    return name in CROSS_ORIGIN_HEADERS or name.startswith(CROSS_ORIGIN_PREFIX)
 
 
 def _origin(url: str) -> tuple:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+# Connections ---------------------------------------------------------------------------
+
+
+def connect_target(url: SplitResult) -> tuple[str, int]:
+    """(host, port) to connect to: the host without brackets (an IPv6 literal stays
+    whole), the port explicit (the scheme's default when the URL has none)."""
+    port = url.port or (http.client.HTTPS_PORT if url.scheme == "https" else 80)
+    return url.hostname, port
+
+
+def _connection(url: SplitResult) -> PinnedConnection:
+    """The calling thread's keep-alive connection to the URL's origin.
+
+    The standard library's client: one send and one receive per call (a third of the CPU
+    of urllib3, a fifth of requests'), no proxy or netrc lookups, no redirects.
+    """
+    host, port = connect_target(url)
+
+    def create() -> PinnedConnection:
+        if url.scheme == "https":
+            return PinnedTLSConnection(host, port, _checked_addresses, _tls_context())
+        return PinnedConnection(host, port, _checked_addresses)
+
+    return thread_pool().get((url.scheme, host, port), create)
+
+
+_local = threading.local()
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = getattr(_local, "tls", None)
+    if context is None:
+        context = _local.tls = ssl.create_default_context()
+    return context
+
+
+def _exchange(conn: PinnedConnection, url: SplitResult, request, max_bytes: int):
+    """(status, parsed body, headers) of one request on `conn`."""
+    response = _response_on_live_connection(conn, url, request)
+    raw = response.read(max_bytes + 1)
+    if len(raw) > max_bytes or response.will_close:
+        conn.close()  # the rest of a too-long body is dropped with the connection
+    return response.status, parse_body(raw[:max_bytes]), response.headers
+
+
+def _response_on_live_connection(conn: PinnedConnection, url: SplitResult, request):
+    """Send and read the answer's head. A reused keep-alive connection that turns out
+    closed before any answer (the participant closed it while idle, racing our check)
+    reached no one: the request is sent once more on a new connection, as HTTP clients
+    do for requests that carry an Idempotency-Key."""
+    if conn.sock is not None:
+        try:
+            return _response(conn, url, request)
+        except ConnectionError:  # reset, broken pipe, or closed without a status line
+            conn.close()
+    return _response(conn, url, request)
+
+
+def _response(conn: PinnedConnection, url: SplitResult, request) -> http.client.HTTPResponse:
+    if conn.sock is None:
+        conn.connect()  # NotSent when it fails: nothing of the request has left
+    target = url.path or "/"
+    if url.query:
+        target = f"{target}?{url.query}"
+    # Header values from templates may be non-ASCII: sent as UTF-8 bytes.
+    headers = {k: v if v.isascii() else v.encode() for k, v in request.headers.items()}
+    conn.request(request.method, target, body=request.body, headers=headers)
+    return conn.getresponse()
+
+
+def _failed(failure: str, message: str, started: float) -> CallResult:
+    outcome, uncertain = classify(None, failure)
+    duration_ms = (time.monotonic() - started) * 1000
+    return CallResult(outcome, None, None, message, None, uncertain, duration_ms)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return storable_text(text[:ERROR_TEXT_CHARS])
 
 
 # Call-time SSRF check ----------------------------------------------------------------
@@ -296,49 +406,13 @@ def _bounded(cache: dict) -> dict:
     return cache
 
 
-def _pinned_connect(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):
-    """http.client's connect, to the addresses the check saw: a DNS answer that changes
-    between the check and the connection (rebinding) cannot reach a forbidden address."""
-    host, port = address
+def _checked_addresses(host: str, port: int) -> list:
+    """The addresses a connection to `host` may use: those the check saw (the same short
+    cache), so a DNS answer that changes between the check and the connection
+    (rebinding) cannot reach a forbidden address."""
     infos = _getaddrinfo_cached(hosts.normal_host(host), port)
     for *_, sockaddr in infos:
         resolved = hosts.ip_literal(str(sockaddr[0]))
         if resolved is not None and hosts.forbidden_ip(resolved):
             raise ForbiddenAddress(f"host {host} resolves to a link-local or metadata address")
-    error = OSError(f"{host} has no address")
-    for *_, sockaddr in infos:
-        try:
-            return socket.create_connection(sockaddr[:2], timeout, source_address)
-        except OSError as exc:
-            error = exc
-    raise error
-
-
-def _exchange(conn, url, request: ParticipantRequest, max_bytes: int, started, remaining):
-    conn.timeout = remaining  # connect, and each send/receive
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
-    target = url.path or "/"
-    if url.query:
-        target = f"{target}?{url.query}"
-    # Header values from templates may be non-ASCII: sent as UTF-8 bytes.
-    headers = {k: v if v.isascii() else v.encode() for k, v in request.headers.items()}
-    conn.request(request.method, target, body=request.body, headers=headers)
-    response = conn.getresponse()
-    raw = response.read(max_bytes + 1)
-    if len(raw) > max_bytes or response.will_close:
-        conn.close()  # the rest of a too-long body is dropped with the connection
-    if time.monotonic() - started > request.timeout:
-        raise TimeoutError
-    return response.status, parse_body(raw[:max_bytes]), response.headers
-
-
-def _failed(failure: str, message: str, started: float) -> CallResult:
-    outcome, uncertain = classify(None, failure)
-    duration_ms = (time.monotonic() - started) * 1000
-    return CallResult(outcome, None, None, message, None, uncertain, duration_ms)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:ERROR_TEXT_CHARS]
+    return infos

@@ -244,7 +244,8 @@ def _compensation_settle(state, plan, call, result, now, rand) -> None:
         return
     used = step["compensation_attempts"] - step.get("retry_base", 0)
     policy = plan.steps[call.index].policy
-    made = result.status_code is not None or result.uncertain
+    # Retried on any answer and any retryable failure (a refused connection included).
+    made = result.status_code is not None or result.outcome == Outcome.RETRYABLE_ERROR
     if made and used < plan.compensation_attempts:
         delay = retry_delay(policy, used, retry_after=result.retry_after, rand=rand)
         state.next_attempt_at = now + timedelta(seconds=delay)

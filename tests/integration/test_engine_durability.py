@@ -214,7 +214,7 @@ def test_running_worker_wakes_on_notify_heartbeats_and_stops_cleanly(participant
     assert not WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists()
 
 
-def test_a_refused_connection_is_retryable_and_uncertain(worker):
+def test_a_refused_connection_is_retryable_and_certain(worker):
     port = free_port()  # nothing listens there
     url = f"http://127.0.0.1:{port}"
     definition = definition_create(
@@ -223,7 +223,25 @@ def test_a_refused_connection_is_retryable_and_uncertain(worker):
     done = drive(worker, saga_create(definition))
     assert done.steps[0]["attempts"] == 2
     assert done.error["message"].startswith("connection failed")
-    assert done.steps[0]["status"] == "compensation_failed"  # its undo is refused too
+    # Nothing was sent (§4): the step did not happen, so its undo is not called.
+    assert done.steps[0]["status"] == "failed"
+    assert done.steps[0]["compensation_attempts"] == 0
+
+
+@override_settings(SAGA_COMPENSATION_RETRY_ATTEMPTS=3)
+def test_a_refused_compensation_is_retried_like_any_failed_one(participants, worker):
+    undo = f"http://127.0.0.1:{free_port()}/undo"  # nothing listens there
+    definition = definition_create(
+        [
+            step("one", call(participants.url("/one")), call(undo)),
+            step("two", call(participants.url("/two"))),
+        ]
+    )
+    participants.script("POST", "/two", Reply(422, {"error": "no"}))
+    done = drive(worker, saga_create(definition))
+    assert done.status == "failed"
+    assert done.steps[0]["compensation_attempts"] == 3
+    assert done.error["message"].startswith("connection failed")
 
 
 def test_non_ascii_header_values_are_sent_and_bad_urls_fail_permanently(participants, worker):

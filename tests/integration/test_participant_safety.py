@@ -168,19 +168,29 @@ def test_redirect_loops_stop_after_five_hops(participants, worker):
 
 
 @override_settings(SAGA_ALLOWED_HOSTS=["127.0.0.1", "localhost"])
-def test_credentials_do_not_follow_a_redirect_to_another_origin(participants, worker):
+def test_only_the_services_own_headers_follow_a_redirect_to_another_origin(participants, worker):
     elsewhere = f"http://localhost:{participants.port}/moved"
     participants.script("POST", "/one", Reply(307, headers={"Location": elsewhere}))
-    headers = {"Authorization": "Bearer t", "X-Tenant": "acme"}
+    headers = {"Authorization": "Bearer t", "X-Api-Token": "secret", "X-Tenant": "acme"}
     done = run(worker, participants.url("/one"), headers=headers)
     assert done.status == "completed"
     (first,), (moved,) = (
         participants.received("POST", "/one"),
         participants.received("POST", "/moved"),
     )
-    assert first.header("Authorization") == "Bearer t"
-    assert moved.header("Authorization") is None
-    assert moved.header("X-Tenant") == "acme"
+    assert [first.header(name) for name in headers] == ["Bearer t", "secret", "acme"]
+    # Any header a definition set may be a credential: none leaves the origin.
+    assert [moved.header(name) for name in headers] == [None, None, None]
+    for own in ("Content-Type", "Idempotency-Key", "X-Saga-Id", "X-Saga-Step", "X-Request-ID"):
+        assert moved.header(own) == first.header(own) is not None
+
+
+def test_a_redirect_within_the_origin_keeps_the_definitions_headers(participants, worker):
+    participants.script("POST", "/one", Reply(307, headers={"Location": "/moved"}))
+    headers = {"Authorization": "Bearer t", "X-Tenant": "acme"}
+    assert run(worker, participants.url("/one"), headers=headers).status == "completed"
+    (moved,) = participants.received("POST", "/moved")
+    assert moved.header("Authorization") == "Bearer t" and moved.header("X-Tenant") == "acme"
 
 
 @pytest.mark.parametrize(
