@@ -9,8 +9,9 @@ A refused connection, a DNS or TLS failure, or a connect timeout (nothing was se
 
 The call's timeout bounds the whole call: connect, send, wait, read the whole body.
 Connections are kept alive per thread (sagas/engine/connections.py); a reused one that the
-participant had closed is replaced before sending, or, when the close raced the request
-(reset before any answer), the request is sent once more on a new connection.
+participant had closed is replaced before sending. A close that races the request (reset
+before any answer) is a connection lost after sending: never re-sent within the attempt,
+so a participant sees each attempt at most once (DESIGN §5.2).
 Whatever the participant returns is kept storable (PostgreSQL jsonb): a body that is not
 storable JSON is kept as text (at most TEXT_MAX_BYTES, NUL and invalid UTF-8 replaced).
 
@@ -314,24 +315,11 @@ def _tls_context() -> ssl.SSLContext:
 
 def _exchange(conn: PinnedConnection, url: SplitResult, request, max_bytes: int):
     """(status, parsed body, headers) of one request on `conn`."""
-    response = _response_on_live_connection(conn, url, request)
+    response = _response(conn, url, request)
     raw = response.read(max_bytes + 1)
     if len(raw) > max_bytes or response.will_close:
         conn.close()  # the rest of a too-long body is dropped with the connection
     return response.status, parse_body(raw[:max_bytes]), response.headers
-
-
-def _response_on_live_connection(conn: PinnedConnection, url: SplitResult, request):
-    """Send and read the answer's head. A reused keep-alive connection that turns out
-    closed before any answer (the participant closed it while idle, racing our check)
-    reached no one: the request is sent once more on a new connection, as HTTP clients
-    do for requests that carry an Idempotency-Key."""
-    if conn.sock is not None:
-        try:
-            return _response(conn, url, request)
-        except ConnectionError:  # reset, broken pipe, or closed without a status line
-            conn.close()
-    return _response(conn, url, request)
 
 
 def _response(conn: PinnedConnection, url: SplitResult, request) -> http.client.HTTPResponse:
