@@ -1,7 +1,7 @@
 """Gunicorn settings: the guide's values, each overridable by a GUNICORN_* variable.
 
 `gunicorn -c gunicorn.conf.py saga_orchestrator.wsgi`; `--print-config` shows the values
-in force, `--check-config` loads the config and the app and exits. README, Operations,
+in force, `--check-config` loads the config and the app and exits. docs/operations.md
 explains the tuning (workers: 2 × cores + 1).
 """
 

@@ -1,4 +1,4 @@
-"""Settings, all from the environment (README lists every variable with its default).
+"""Settings, all from the environment (docs/configuration.md lists every variable).
 
 With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on an in-process
 cache: `make run` works on a fresh machine with no servers.
@@ -89,7 +89,7 @@ SAGA_API_KEY = env_secret("SAGA_API_KEY")
 INTERNAL_API_KEY = env_secret("INTERNAL_API_KEY")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
-# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (README, Security).
+# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (docs/security.md).
 _proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
 if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = (
