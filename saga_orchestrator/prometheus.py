@@ -38,7 +38,7 @@ def multiproc_dir_prepare() -> str | None:
     """Export the directory for prometheus_client and create it; None when off.
 
     When off the (empty) variable stays set, so that child processes stay off too;
-    sagas/metrics.py then picks the single-process value class itself.
+    sagas/observability/metrics.py then picks the single-process value class itself.
     """
     path = multiproc_dir()
     if path is None:

@@ -129,16 +129,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "sagas.middleware.RequestIdMiddleware",
-    "sagas.metrics.RequestMetricsMiddleware",
+    "sagas.api.middleware.RequestIdMiddleware",
+    "sagas.observability.metrics.RequestMetricsMiddleware",
     # Outside the middleware that may fail (DisallowedHost in Common/Security), so even
     # their error pages become JSON.
-    "sagas.middleware.JsonErrorMiddleware",
+    "sagas.api.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "sagas.throttling.RateLimitHeadersMiddleware",
+    "sagas.api.throttling.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "saga_orchestrator.urls"
@@ -243,7 +243,7 @@ SAGA_MAX_INTERRUPTIONS = env_int("SAGA_MAX_INTERRUPTIONS", 3, minimum=0)
 SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
 SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
 SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)
-# Bound of every other JSON request body (sagas.parsers); never below the saga input bound,
+# Bound of every other JSON request body (sagas.api.parsers); never below the saga input bound,
 # so Django's own check cannot turn a start request into a 400 before the API's 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SAGA_MAX_INPUT_BYTES)
 SAGA_RETENTION_DAYS = env_int("SAGA_RETENTION_DAYS", 30, minimum=1)
@@ -259,15 +259,15 @@ RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
 RATE_LIMIT_WINDOW = env_int("RATE_LIMIT_WINDOW", 60, minimum=1)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["sagas.auth.IsClient"],
-    # Open views (no authentication classes) are exempt; see sagas/throttling.py.
-    "DEFAULT_THROTTLE_CLASSES": ["sagas.throttling.ApiRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sagas.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["sagas.api.auth.IsClient"],
+    # Open views (no authentication classes) are exempt; see sagas/api/throttling.py.
+    "DEFAULT_THROTTLE_CLASSES": ["sagas.api.throttling.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["sagas.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "sagas.pagination.Pagination",
-    "EXCEPTION_HANDLER": "sagas.exceptions.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "sagas.api.pagination.Pagination",
+    "EXCEPTION_HANDLER": "sagas.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": 50,
     # Errors of list items as {"<index>": {...}} for the failing items only (DRF 3.20 default).
@@ -293,7 +293,7 @@ SPECTACULAR_SETTINGS = {
     # 401/429/503 on every authenticated operation, 404 on paginated lists.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "sagas.schema.common_responses",
+        "sagas.api.schema.common_responses",
     ],
     # Several "status" fields with different choices: name each enum.
     "ENUM_NAME_OVERRIDES": {

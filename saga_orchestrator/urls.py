@@ -1,7 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from sagas.metrics_view import MetricsView
+from sagas.api.metrics_view import MetricsView
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -12,7 +12,7 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", template_name="sagas/redoc.html"),
         name="redoc",
     ),
-    path("api/", include("sagas.urls")),
+    path("api/", include("sagas.api.urls")),
     path("health/", include("health.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
 ]

@@ -8,7 +8,7 @@ class SagasConfig(AppConfig):
     def ready(self) -> None:
         from sagas import checks  # noqa: F401  (registers the deploy checks)
         from sagas.engine import record
-        from sagas.metrics import saga_event_record
+        from sagas.observability.metrics import saga_event_record
 
         # Saga events (calls, finishes) counted in Prometheus, in every process.
         if saga_event_record not in record.EVENT_LISTENERS:

@@ -5,7 +5,7 @@ import json
 import math
 from typing import Any
 
-# A saga input or a call body may nest this deep (a whole request body: see sagas.parsers).
+# A saga input or a call body may nest this deep (a whole request body: see sagas.api.parsers).
 MAX_VALUE_DEPTH = 20
 
 

@@ -15,7 +15,7 @@ from sagas.models import (
     SagaStatus,
     WorkerHeartbeat,
 )
-from sagas.request_stats import request_figures
+from sagas.observability.request_stats import request_figures
 
 # The definition version column is a PostgreSQL integer.
 MAX_DEFINITION_VERSION = 2**31 - 1
@@ -95,8 +95,8 @@ def saga_stats(*, now: datetime | None = None) -> dict:
     finished; `avg_duration_ms` and `p95_duration_ms` are created→finished over all that
     finished. Each is None when nothing finished in the hour. `api`: the last hour's
     requests, 5xx rate and average response time across every API process
-    (sagas/request_stats.py). `status` is "degraded" when an alert fires or a dependency
-    is down (Redis configured but unreachable, no live worker).
+    (sagas/observability/request_stats.py). `status` is "degraded" when an alert fires or a
+    dependency is down (Redis configured but unreachable, no live worker).
     """
     now = now or timezone.now()
     totals = dict(SagaInstance.objects.values_list("status").annotate(n=Count("id")))

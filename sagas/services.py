@@ -16,10 +16,10 @@ from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import pgsql
 from sagas.engine.wakeup import wake_workers
-from sagas.exceptions import Conflict
+from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
-from sagas.metrics import record_saga_started
 from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
+from sagas.observability.metrics import record_saga_started
 
 logger = logging.getLogger("sagas.api")
 # Concurrent posts of one name race for the next version number; the loser looks again.

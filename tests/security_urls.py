@@ -13,7 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas.auth import IsInternal
+from sagas.api.auth import IsInternal
 
 
 class LimitedView(APIView):

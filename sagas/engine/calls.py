@@ -8,7 +8,8 @@ import json
 
 from sagas.engine.headers import header_reserved_problem
 from sagas.engine.hosts import url_problem
-from sagas.engine.participants import CallResult, ParticipantRequest, permanent_failure
+from sagas.engine.outcomes import CallResult, permanent_failure
+from sagas.engine.participants import ParticipantRequest
 from sagas.engine.plan import SagaPlan
 from sagas.engine.templates import TemplateError, context_for, render, render_headers
 from sagas.engine.transitions import Call

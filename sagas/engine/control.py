@@ -11,7 +11,7 @@ from django.utils import timezone
 from sagas.engine.record import event_emit
 from sagas.engine.transitions import cancel_refusal
 from sagas.engine.wakeup import wake_workers
-from sagas.exceptions import Conflict
+from sagas.errors import Conflict
 from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
 
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from saga_orchestrator.request_context import reset_request_id, set_request_id
 from sagas.engine.calls import call_prepare, call_spec
 from sagas.engine.claim import Claimed
-from sagas.engine.participants import CallResult, ParticipantRequest, participant_call
+from sagas.engine.outcomes import CallResult
+from sagas.engine.participants import ParticipantRequest, participant_call
 from sagas.engine.plan import SagaPlan, plan_build, steps_initial
 from sagas.engine.record import (
     AttemptClose,

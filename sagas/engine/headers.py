@@ -1,5 +1,5 @@
 """Whether a header may be sent to a participant. Pure. The one implementation, used when
-a definition is validated (sagas/serializers.py: names, and values as written) and when a
+a definition is validated (sagas/api/serializers.py: names, and values as written) and when a
 call's headers are rendered (templates.render_headers: values after substitution).
 
 Header values come from templates (`"X-Tenant": "${input.tenant}"`), i.e. from client

@@ -1,11 +1,7 @@
-"""The one HTTP client for participant calls, and the one place outcomes are classified.
+"""The one HTTP client for participant calls (outcomes are classified in outcomes.py).
 
-2xx → succeeded. 408, 425, 429, 5xx, timeouts and connection errors → retryable.
-Any other status (other 4xx, and a 3xx that is not followed) → permanent.
-*Uncertain* (the call may have taken effect, so a step that met it is compensated) means
-exactly: a timeout after the request was sent, a connection lost after sending, or a 5xx.
-A refused connection, a DNS or TLS failure, or a connect timeout (nothing was sent), and
-408/425/429, are retryable but certain.
+Which failures are uncertain: outcomes.py; this module tells them apart (nothing sent,
+sent then timed out, sent then the connection broke).
 
 The call's timeout bounds the whole call: connect, send, wait, read the whole body.
 Connections are kept alive per thread (sagas/engine/connections.py); a reused one that the
@@ -27,7 +23,6 @@ import dataclasses
 import http.client
 import json
 import logging
-import re
 import socket
 import ssl
 import threading
@@ -46,13 +41,21 @@ from sagas.engine.connections import (
     PinnedTLSConnection,
     thread_pool,
 )
+from sagas.engine.outcomes import (
+    LOST,
+    NOT_SENT,
+    TIMEOUT,
+    CallResult,
+    classify,
+    permanent_failure,
+    storable_text,
+)
 from sagas.engine.retry import parse_retry_after
 from sagas.jsonutil import json_value_problem
 from sagas.models import Outcome
 
 logger = logging.getLogger("sagas.engine")
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
 ERROR_TEXT_CHARS = 300
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
@@ -61,17 +64,10 @@ CROSS_ORIGIN_HEADERS = frozenset({"content-type", "idempotency-key", "x-request-
 CROSS_ORIGIN_PREFIX = "x-saga-"
 # A body that is not storable JSON is kept as text, cut at this many bytes.
 TEXT_MAX_BYTES = 64 * 1024
-# Characters PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # How long a name's resolution (and a URL's verdict) is trusted: short enough to follow
 # DNS changes, long enough that the hot path resolves each participant host rarely.
 RESOLVE_TTL_SECONDS = 10.0
 CACHE_MAX_ENTRIES = 4096
-
-# Failures before a status arrived, for `classify`.
-NOT_SENT = "not_sent"  # nothing left: refused, DNS, TLS, connect timeout
-TIMEOUT = "timeout"  # sent, no complete answer in time
-LOST = "connection"  # sent, then the connection broke
 
 
 @dataclass(frozen=True)
@@ -81,36 +77,6 @@ class ParticipantRequest:
     headers: dict[str, str]
     body: bytes | None
     timeout: float
-
-
-@dataclass(frozen=True)
-class CallResult:
-    outcome: str
-    status_code: int | None = None
-    response: Any = None
-    error: str | None = None
-    retry_after: float | None = None
-    uncertain: bool = False
-    duration_ms: float = 0.0
-
-
-def classify(status_code: int | None, failure: str | None = None) -> tuple[str, bool]:
-    """(outcome, uncertain) of a call that got `status_code`, or failed with `failure`
-    (NOT_SENT, TIMEOUT or LOST) before a status arrived."""
-    if failure is not None:
-        return Outcome.RETRYABLE_ERROR, failure != NOT_SENT
-    if 200 <= status_code < 300:
-        return Outcome.SUCCEEDED, False
-    if status_code >= 500:
-        return Outcome.RETRYABLE_ERROR, True
-    if status_code in RETRYABLE_STATUSES:
-        return Outcome.RETRYABLE_ERROR, False
-    return Outcome.PERMANENT_ERROR, False
-
-
-def permanent_failure(message: str) -> CallResult:
-    """A call that could not be made at all (unresolved template, forbidden URL)."""
-    return CallResult(outcome=Outcome.PERMANENT_ERROR, error=storable_text(message))
 
 
 def parse_body(raw: bytes) -> Any:
@@ -129,13 +95,6 @@ def parse_body(raw: bytes) -> Any:
 def body_text(raw: bytes) -> str:
     """A body as storable text: its first TEXT_MAX_BYTES, invalid UTF-8 and NUL replaced."""
     return storable_text(raw[:TEXT_MAX_BYTES].decode("utf-8", errors="replace"))
-
-
-def storable_text(text: str) -> str:
-    """`text` with NUL and lone surrogates (which PostgreSQL refuses) replaced by U+FFFD."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return UNSTORABLE.sub("\ufffd", text)
 
 
 def error_text(body: Any) -> str:

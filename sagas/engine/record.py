@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from sagas.engine import pgsql
-from sagas.engine.participants import CallResult
+from sagas.engine.outcomes import CallResult
 from sagas.engine.transitions import Call, SagaState
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaInstance, SagaStatus
 

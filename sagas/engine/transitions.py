@@ -12,7 +12,7 @@ The executor persists each returned state with one fenced write (record.py).
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sagas.engine.participants import CallResult
+from sagas.engine.outcomes import CallResult
 from sagas.engine.plan import SagaPlan
 from sagas.engine.retry import retry_delay
 from sagas.models import TERMINAL_STATUSES, ErrorCode, Outcome, Phase, SagaStatus, StepStatus

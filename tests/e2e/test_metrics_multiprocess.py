@@ -82,7 +82,7 @@ def test_saga_worker_process_metrics_reach_the_scrape(gunicorn, tmp_path):
     """A separate process (as a saga worker is) records into the shared directory."""
     script = (
         "import django; django.setup()\n"
-        "from sagas import metrics\n"
+        "from sagas.observability import metrics\n"
         "for _ in range(3): metrics.record_saga_started()\n"
         "metrics.record_saga_finished(status='completed', duration_s=1.5)\n"
         "metrics.record_saga_finished(status='compensated', duration_s=4.0)\n"

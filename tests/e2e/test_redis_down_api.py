@@ -7,7 +7,7 @@ import time
 import pytest
 from django.conf import settings
 
-from sagas.request_stats import FLUSH_SECONDS
+from sagas.observability.request_stats import FLUSH_SECONDS
 from tests.gunicorn_process import gunicorn_start
 from tests.security_helpers import throwaway_redis
 

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from sagas import throttling
+from sagas.api import throttling
 from sagas.models import WorkerHeartbeat
 from tests.security_helpers import throwaway_redis
 

@@ -7,7 +7,7 @@ import prometheus_client
 import pytest
 from django.test import Client, override_settings
 
-from sagas import auth
+from sagas.api import auth
 from tests.security_helpers import captured_logs, security_settings, unique_ip
 
 

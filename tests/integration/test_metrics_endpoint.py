@@ -4,7 +4,7 @@ import pytest
 from django.test import TestCase, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from sagas import metrics
+from sagas.observability import metrics
 from tests.api_builders import definition as definition_body
 from tests.api_builders import post_definition
 from tests.builders import definition_create, heartbeat_create, saga_create

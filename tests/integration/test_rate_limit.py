@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from django.urls import get_resolver
 
 from sagas import redis_client as redis_client_module
-from sagas import throttling
+from sagas.api import throttling
 from sagas.redis_client import redis_client
 from tests.security_helpers import captured_logs, security_settings, throwaway_redis, unique_ip
 from tests.support import wait_until

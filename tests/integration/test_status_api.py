@@ -9,8 +9,9 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from sagas import redis_client, request_stats
+from sagas import redis_client
 from sagas.models import WorkerHeartbeat
+from sagas.observability import request_stats
 from tests.api_builders import finished_saga, post_definition, saga_row
 from tests.security_helpers import throwaway_redis
 

@@ -1,5 +1,6 @@
 from sagas.engine.calls import call_prepare
-from sagas.engine.participants import CallResult, ParticipantRequest
+from sagas.engine.outcomes import CallResult
+from sagas.engine.participants import ParticipantRequest
 from sagas.engine.plan import plan_build, steps_initial
 from sagas.engine.transitions import Call
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from sagas.api.serializers import url_static_problem
 from sagas.jsonutil import canonical_json, content_hash, json_depth, json_value_problem
-from sagas.serializers import url_static_problem
 
 
 @pytest.mark.parametrize(

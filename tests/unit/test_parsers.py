@@ -5,7 +5,7 @@ import io
 import pytest
 from rest_framework.exceptions import ParseError
 
-from sagas.parsers import MAX_JSON_DEPTH, JSONParser, json_depth
+from sagas.api.parsers import MAX_JSON_DEPTH, JSONParser, json_depth
 
 
 @pytest.mark.parametrize(

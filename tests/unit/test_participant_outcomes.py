@@ -4,9 +4,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from sagas.engine.connections import PinnedConnection, PinnedTLSConnection
+from sagas.engine.outcomes import classify
 from sagas.engine.participants import (
     TEXT_MAX_BYTES,
-    classify,
     connect_target,
     error_text,
     parse_body,

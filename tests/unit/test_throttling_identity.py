@@ -1,8 +1,8 @@
-"""Who a request is counted as: key hash or client IP (pure parts of sagas/throttling.py)."""
+"""Who a request is counted as: key hash or client IP (pure parts of sagas/api/throttling.py)."""
 
 import pytest
 
-from sagas.throttling import (
+from sagas.api.throttling import (
     Window,
     _LocalWindows,
     client_ip,
@@ -101,7 +101,7 @@ def test_over_the_limit_window_carries_retry_after():
 
 def test_local_windows_count_and_reset(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("sagas.throttling.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("sagas.api.throttling.time.monotonic", lambda: now[0])
     windows = _LocalWindows()
     counts = [windows.hit(bucket="b", limit=2, window=10).count for _ in range(3)]
     assert counts == [1, 2, 3]

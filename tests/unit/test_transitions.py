@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from sagas.engine.participants import CallResult
+from sagas.engine.outcomes import CallResult
 from sagas.engine.plan import plan_build, steps_initial
 from sagas.engine.transitions import (
     INTERRUPTED,

@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import APIException
 
-from sagas.serializers import DefinitionSerializer
+from sagas.api.serializers import DefinitionSerializer
 from sagas.services import definition_create
 
 

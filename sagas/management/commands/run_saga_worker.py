@@ -43,5 +43,6 @@ class Command(BaseCommand):
             worker.run()
         finally:
             # Its counters stay in the metrics directory (files `<kind>_<host>-<pid>.db`,
-            # created by sagas.metrics at start-up); only live gauges of a gone process go.
+            # created by sagas.observability.metrics at start-up); only live gauges of a gone
+            # process go.
             prometheus.process_dead_mark(os.getpid())

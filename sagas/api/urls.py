@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sagas import views
+from sagas.api import views
 
 urlpatterns = [
     path("saga-definitions/", views.DefinitionListCreateView.as_view(), name="definition-list"),

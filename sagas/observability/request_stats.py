@@ -7,7 +7,7 @@ the hour it is read for. The status page sums the last 60 buckets (the current, 
 minute included) in one round trip.
 
 A response's figures cost no round trip of their own: they wait in the process (`pending`)
-and ride along with the next request's rate-limit script (sagas/throttling.py), which
+and ride along with the next request's rate-limit script (sagas/api/throttling.py), which
 applies them in the same call. Figures nobody takes within FLUSH_SECONDS (an idle process,
 open endpoints only) are written by a small per-process flusher thread; the status page
 writes this process's pending figures before it reads.
@@ -32,7 +32,7 @@ import redis
 
 from sagas.redis_client import redis_breaker, redis_client
 
-logger = logging.getLogger("sagas.metrics")
+logger = logging.getLogger("sagas.observability.metrics")
 
 REDIS_KEY_PREFIX = "saga:api:"
 BUCKET_SECONDS = 60

@@ -3,12 +3,12 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
-from sagas.auth import HEADER
-from sagas.serializers import ErrorSerializer
+from sagas.api.auth import HEADER
+from sagas.api.serializers import ErrorSerializer
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "sagas.auth.ApiKeyAuthentication"
+    target_class = "sagas.api.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):

@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from saga_orchestrator.request_context import current_request_id
-from sagas.throttling import throttled_before_view
+from sagas import errors as domain
+from sagas.api.throttling import throttled_before_view
 
 logger = logging.getLogger("sagas.api")
 
@@ -77,7 +78,9 @@ def error_body(code: str, detail: str, errors=None) -> dict:
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as one JSON shape; database outages as 503."""
     exc = throttled_before_view(exc, context) or exc
-    if isinstance(exc, Http404):
+    if isinstance(exc, domain.Conflict):
+        exc = Conflict(exc.detail, saga_status=exc.saga_status)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -10,10 +10,10 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from sagas.auth import IsInternal
-from sagas.metrics import metrics_text
-from sagas.schema import errors
-from sagas.throttling import UnknownKeyRateThrottle
+from sagas.api.auth import IsInternal
+from sagas.api.schema import errors
+from sagas.api.throttling import UnknownKeyRateThrottle
+from sagas.observability.metrics import metrics_text
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):

@@ -42,8 +42,8 @@ def _reject_constant(name: str):
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        # Imported here: sagas.exceptions imports DRF's views, which import this parser.
-        from sagas.exceptions import PayloadTooLarge
+        # Imported here: sagas.api.exceptions imports DRF's views, which import this parser.
+        from sagas.api.exceptions import PayloadTooLarge
 
         context = parser_context or {}
         limit = body_limit(context)

@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from saga_orchestrator import prometheus
-from sagas.request_stats import request_record
+from sagas.observability.request_stats import request_record
 
 # Before prometheus_client is used: export the directory, then count into per-process files
 # named `<host>-<pid>` (containers sharing one volume reuse pids, not hostnames).
@@ -42,7 +42,7 @@ if _MULTIPROC_DIR:
 else:
     values.ValueClass = values.MutexValue
 
-logger = logging.getLogger("sagas.metrics")
+logger = logging.getLogger("sagas.observability.metrics")
 
 # Sagas run for seconds to hours (retries wait); calls for milliseconds to the call timeout.
 SAGA_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
@@ -204,7 +204,7 @@ def metrics_text() -> bytes:
 
 class RequestMetricsMiddleware:
     """Counts every API response by method and status and times it: in Prometheus, and in
-    the last hour's figures of the status alerts (sagas/request_stats.py)."""
+    the last hour's figures of the status alerts (sagas/observability/request_stats.py)."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -10,10 +10,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from sagas import selectors, services
-from sagas.auth import IsClient, IsInternal
-from sagas.engine import control
-from sagas.schema import DEFINITION_EXAMPLES, ERRORS, START_EXAMPLES, errors
-from sagas.serializers import (
+from sagas.api.auth import IsClient, IsInternal
+from sagas.api.schema import DEFINITION_EXAMPLES, ERRORS, START_EXAMPLES, errors
+from sagas.api.serializers import (
     NAME_RE,
     AttemptSerializer,
     DefinitionOutSerializer,
@@ -25,6 +24,7 @@ from sagas.serializers import (
     ServiceStatusSerializer,
     is_control_char,
 )
+from sagas.engine import control
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -116,7 +116,7 @@ class SagaListCreateView(GenericAPIView):
 
     @property
     def max_body_bytes(self) -> int:
-        """The body bound of POST /api/sagas/ (read by sagas.parsers.JsonParser)."""
+        """The body bound of POST /api/sagas/ (read by sagas.api.parsers.JsonParser)."""
         return settings.SAGA_MAX_INPUT_BYTES
 
     @extend_schema(

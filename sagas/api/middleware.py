@@ -7,7 +7,7 @@ from django.db import DatabaseError
 from django.http import JsonResponse
 
 from saga_orchestrator.request_context import current_request_id, reset_request_id, set_request_id
-from sagas.exceptions import error_body
+from sagas.api.exceptions import error_body
 
 logger = logging.getLogger("sagas.api")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

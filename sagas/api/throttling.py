@@ -35,8 +35,8 @@ import redis
 from django.conf import settings
 from rest_framework import exceptions, throttling
 
-from sagas import request_stats
-from sagas.auth import role_for_key
+from sagas.api.auth import role_for_key
+from sagas.observability import request_stats
 from sagas.redis_client import redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.ratelimit")
@@ -48,8 +48,9 @@ WARNING_INTERVAL_SECONDS = 60.0
 REQUEST_ATTR = "saga_rate_limit"
 
 # INCR and, on the window's first hit, PEXPIRE; a key somehow left without a TTL gets one.
-# The same call applies this process's pending request figures (sagas/request_stats.py:
-# KEYS[2..] and ARGV[2..]), so a request costs one Redis round trip, not two.
+# The same call applies this process's pending request figures
+# (sagas/observability/request_stats.py: KEYS[2..] and ARGV[2..]), so a request costs one
+# Redis round trip, not two.
 COUNT_SCRIPT = (
     """
 local count = redis.call('INCR', KEYS[1])

@@ -1,0 +1,17 @@
+"""Domain errors raised by services and the engine's control functions.
+
+They know nothing of HTTP: `sagas/api/exceptions.py` maps each to its status and JSON body.
+"""
+
+
+class SagaError(Exception):
+    """Base of the domain's refusals."""
+
+
+class Conflict(SagaError):
+    """The request conflicts with the current state; `saga_status` when it is about a saga."""
+
+    def __init__(self, detail: str, *, saga_status: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.saga_status = saga_status
