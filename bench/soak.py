@@ -48,6 +48,7 @@ from bench.soak_processes import Service, ThrowawayRedis, database_recreate, db_
 
 API_KEY = "soak-internal-key"
 SAGA_WORKERS = 2
+LEASE_SECONDS = 3.0
 
 
 def arguments(argv=None) -> argparse.Namespace:
@@ -60,7 +61,8 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-chaos", action="store_true")
     parser.add_argument("--settle-timeout", type=float, default=180.0)
     parser.add_argument("--call-timeout", type=float, default=1.0)
-    parser.add_argument("--cancel-fraction", type=float, default=0.1)
+    parser.add_argument("--retry-after", type=float, default=30.0, help="of 'later' answers")
+    parser.add_argument("--cancel-fraction", type=float, default=0.15)
     parser.add_argument("--duplicate-fraction", type=float, default=0.1)
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=6, help="threads per saga worker")
@@ -87,7 +89,7 @@ def service_env(args, redis_port: int) -> dict:
         LOG_LEVEL="WARNING",
         LOG_FILE="",
         # A killed worker's sagas are taken over quickly; a poll for the safety net.
-        SAGA_LEASE_SECONDS="3",
+        SAGA_LEASE_SECONDS=str(LEASE_SECONDS),
         SAGA_WORKER_POLL_SECONDS="0.2",
         SAGA_WORKER_HEARTBEAT_SECONDS="1",
         SAGA_COMPENSATION_RETRY_ATTEMPTS="3",
@@ -171,7 +173,7 @@ class Load:
         self.lock = threading.Lock()
         self.starts: dict[str, list[str]] = {}  # key -> saga ids answered
         self.unanswered: list[str] = []
-        self.cancels: dict[str, str] = {}
+        self.cancels: dict[str, tuple[str, float]] = {}  # id -> (verdict, answered at)
         self.saga_definition: dict[str, str] = {}
 
     def one(self, index: int) -> None:
@@ -210,7 +212,7 @@ class Load:
         elif not errors and status == 409:
             verdict = "refused"
         with self.lock:
-            self.cancels[saga_id] = verdict
+            self.cancels[saga_id] = (verdict, time.time())
 
 
 # --- chaos ---------------------------------------------------------------------------------
@@ -230,13 +232,17 @@ class Chaos(threading.Thread):
 
     def run(self) -> None:
         actions = {"saga worker": 3, "gunicorn worker": 2, "redis": 1}
-        while not self.stopping.wait(min(self.rng.expovariate(1 / self.every), 3 * self.every)):
+        while not self.stopping.wait(self._pause()):
             what = self.rng.choices(list(actions), list(actions.values()))[0]
             try:
                 self._strike(what)
                 self.kills[what] += 1
             except Exception as exc:  # noqa: BLE001 - reported, never kills the soak
                 self.errors.append(f"{what}: {exc}")
+
+    def _pause(self) -> float:
+        """Seconds to the next strike: exponential around `every`, at least 0.5 s."""
+        return min(max(self.rng.expovariate(1 / self.every), 0.5), 3 * self.every)
 
     def _strike(self, what: str) -> None:
         if what == "saga worker":
@@ -309,7 +315,8 @@ def collect(api: Api, load: Load) -> list[SagaFacts]:
             detail=detail.json() if found else None,
             logs=logs.json() if logs is not None and logs.status_code == 200 else [],
             steps=steps,
-            cancel=load.cancels.get(saga_id),
+            cancel=load.cancels.get(saga_id, (None, None))[0],
+            cancel_at=load.cancels.get(saga_id, (None, None))[1],
         )
 
     ids = sorted({saga_id for found in load.starts.values() for saga_id in found})
@@ -327,7 +334,7 @@ def report(args, sagas, calls, strays, chaos, load, seconds, results) -> int:
     print("  kills:", json.dumps(dict(chaos.kills)) if chaos else "none (--no-chaos)")
     if chaos and chaos.errors:
         print("  chaos errors:", chaos.errors[:5])
-    cancels = Counter(load.cancels.values())
+    cancels = Counter(verdict for verdict, _ in load.cancels.values())
     duplicates = sum(len(ids) - 1 for ids in load.starts.values())
     print(f"  cancels: {dict(cancels)}; repeated starts with one key: {duplicates}")
     print(f"  starts never answered: {len(load.unanswered)} {load.unanswered[:3]}")
@@ -346,7 +353,7 @@ def report(args, sagas, calls, strays, chaos, load, seconds, results) -> int:
 
 def run(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="saga-soak-"))
-    participants = ParticipantServer(args.seed, args.call_timeout)
+    participants = ParticipantServer(args.seed, args.call_timeout, args.retry_after)
     redis, service, chaos = ThrowawayRedis(), None, None
     try:
         participants.start()
@@ -384,7 +391,14 @@ def run(args) -> int:
         sagas = collect(api, load)
         calls = participants.recorder.snapshot()
         strays = attach_calls(sagas, calls)
-        results = run_all(sagas, load.starts, calls, args.call_timeout, time.time())
+        results = run_all(
+            sagas,
+            load.starts,
+            calls,
+            timeout=args.call_timeout,
+            lease=LEASE_SECONDS,
+            now=time.time(),
+        )
         return report(args, sagas, calls, strays, chaos, load, seconds, results)
     finally:
         if chaos:

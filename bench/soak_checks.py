@@ -19,6 +19,10 @@ TERMINAL = ("completed", "compensated", "cancelled", "failed")
 ERROR_CODE = {"compensated": ("step_failed", "timeout"), "cancelled": ("cancelled",)}
 ERROR_CODE["failed"] = ("compensation_failed",)
 BOUND_SLACK = 5.0  # seconds a participant may take to notice its caller hung up
+# After an accepted cancel, compensation (or the end) comes within the call in flight's
+# timeout, a lease takeover (a worker killed meanwhile) and this much scheduling slack.
+CANCEL_SLACK = 20.0
+MAX_INTERRUPTIONS = 3  # SAGA_MAX_INTERRUPTIONS' default (§6a)
 
 
 @dataclass
@@ -30,6 +34,7 @@ class SagaFacts:
     logs: list[dict]
     steps: list[tuple[str, bool]]  # the definition's steps: (name, has a compensation)
     cancel: str | None = None  # accepted (202) | refused (409) | unknown | None: not sent
+    cancel_at: float | None = None  # time.time() when the 202 was received
     calls: list = field(default_factory=list)
 
     @property
@@ -212,6 +217,51 @@ def _completed_problems(saga: SagaFacts) -> list[str]:
     return problems
 
 
+def _interrupted(row: dict) -> bool:
+    """An interrupted call: `outcome: "interrupted"` (§6a), or the older engine's
+    retryable error whose message says the worker was lost."""
+    error = row.get("error") or ""
+    return row.get("outcome") == "interrupted" or error.startswith("interrupted")
+
+
+def check_crash_not_an_attempt(saga: SagaFacts) -> list[str]:
+    """An interrupted call is sent again with the same attempt number (§5.2, §6a) —
+    unless its step ran out of interruptions or a cancel was sent (which may end it)."""
+    if saga.cancel is not None or saga.status not in TERMINAL:
+        return []
+    problems = []
+    for step, _ in saga.steps:
+        for phase in ("action", "compensation"):
+            rows = saga.step_rows(step, phase)
+            if sum(1 for row in rows if _interrupted(row)) > MAX_INTERRUPTIONS:
+                continue
+            for position, row in enumerate(rows):
+                later = rows[position + 1 :]
+                resent = any(r["attempt"] == row["attempt"] for r in later)
+                if _interrupted(row) and not resent:
+                    problems.append(
+                        f"{saga.id}: {step}/{phase} attempt {row['attempt']} interrupted and "
+                        f"never sent again (next: {[(r['attempt'], r['outcome']) for r in later]})"
+                    )
+    return problems
+
+
+def check_cancel_acts_promptly(saga: SagaFacts, timeout: float, lease: float) -> list[str]:
+    """After a cancel's 202, compensation starts (or the saga ends) without waiting out
+    a retry delay: within the in-flight call's timeout, a lease and CANCEL_SLACK."""
+    if saga.cancel != "accepted" or saga.cancel_at is None or saga.status not in TERMINAL:
+        return []
+    comps = [c.started for c in saga.calls if c.phase == "compensation"]
+    acted = min(comps) if comps else saga.finished_at
+    bound = saga.cancel_at + timeout + lease + CANCEL_SLACK
+    if acted is None or acted <= bound:
+        return []
+    return [
+        f"{saga.id}: cancel accepted, first compensation/end {acted - saga.cancel_at:.1f} s "
+        f"later (bound {bound - saga.cancel_at:.1f} s)"
+    ]
+
+
 def check_calls_bounded(calls: list, timeout: float, now: float) -> list[str]:
     """Every call ends (answered, or the caller hangs up) within its timeout + slack."""
     problems = []
@@ -231,7 +281,7 @@ def per_saga(check):
 
 
 def run_all(
-    sagas: list[SagaFacts], starts: dict, calls: list, timeout: float, now: float
+    sagas: list[SagaFacts], starts: dict, calls: list, *, timeout: float, lease: float, now: float
 ) -> dict[str, list[str]]:
     """Invariant name -> its violations (empty: it holds)."""
     return {
@@ -250,6 +300,12 @@ def run_all(
         "no call after finished_at": per_saga(check_no_call_after_finish)(sagas),
         "final status consistent with the calls": per_saga(check_status_consistent)(sagas),
         "every call bounded by its timeout": check_calls_bounded(calls, timeout, now),
+        "a crash is not an attempt": per_saga(check_crash_not_an_attempt)(sagas),
+        "cancel acts at once": [
+            problem
+            for saga in sagas
+            for problem in check_cancel_acts_promptly(saga, timeout, lease)
+        ],
     }
 
 

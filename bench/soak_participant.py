@@ -26,9 +26,20 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # Answer kinds; the weights are per phase (compensations fail less, and never drip).
-ACTION_WEIGHTS = {"ok": 66, "5xx": 9, "4xx": 8, "retryable_4xx": 5, "slow": 10, "drip": 2}
+ACTION_WEIGHTS = {
+    "ok": 63,
+    "5xx": 9,
+    "4xx": 8,
+    "retryable_4xx": 5,
+    "slow": 9,
+    "drip": 2,
+    "later": 4,
+}
 COMPENSATION_WEIGHTS = {"ok": 86, "5xx": 6, "4xx": 2, "slow": 6}
 CERTAIN_4XX = (400, 404, 409, 422)
+# "later": after a moment (a call in flight a cancel can land on), 503 or 429 with
+# Retry-After: a saga that waits it out after an accepted cancel breaks §9.1.
+LATER_STATUSES = (503, 429)
 RETRYABLE_4XX = (408, 425, 429)
 POLL = 0.01  # how often a slow answer looks whether its caller hung up
 
@@ -40,7 +51,7 @@ class CallRecord:
     step: str
     phase: str
     key: str
-    kind: str  # the planned answer: ok, 5xx, 4xx, retryable_4xx, slow, drip
+    kind: str  # the planned answer: ok, 5xx, 4xx, retryable_4xx, slow, drip, later
     started: float  # time.time() when the request had been read (before the stale check)
     stale: bool = False
     overlapped: list[int] = field(default_factory=list)
@@ -71,9 +82,10 @@ def peer_closed(sock: socket.socket) -> bool:
 class Recorder:
     """Every call, and the calls in flight per key (to see two open at once)."""
 
-    def __init__(self, seed: int, timeout: float):
+    def __init__(self, seed: int, timeout: float, retry_after: float):
         self.seed = seed
         self.timeout = timeout
+        self.retry_after = retry_after
         self.lock = threading.Lock()
         self.calls: list[CallRecord] = []
         self.open: dict[str, dict[int, socket.socket]] = {}
@@ -156,10 +168,20 @@ class Handler(BaseHTTPRequestHandler):
             return
         if record.kind in ("slow", "drip"):
             self._slow(record, rng)
+        elif record.kind == "later":
+            self._later(record, rng)
         else:
             self._answer(record, _status(record.kind, rng))
 
-    def _answer(self, record: CallRecord, status: int) -> None:
+    def _later(self, record: CallRecord, rng: random.Random) -> None:
+        if _sleep_watching(self.connection, rng.uniform(0.3, 0.8) * self.recorder.timeout):
+            self.recorder.close(record, "peer_closed")
+            self.close_connection = True
+            return
+        retry_after = f"{self.recorder.retry_after:g}"
+        self._answer(record, rng.choice(LATER_STATUSES), {"Retry-After": retry_after})
+
+    def _answer(self, record: CallRecord, status: int, headers: dict | None = None) -> None:
         body = {"id": f"{record.step}-{record.seq}", "ok": True} if status < 300 else {}
         if status >= 300:
             body = {"error": f"soak answer {status}"}
@@ -173,6 +195,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
             self.wfile.flush()
@@ -205,19 +229,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.flush()
-            for _ in range(length):
+            for sent in range(1, length + 1):
                 if _sleep_watching(self.connection, timeout / 2):
                     self.recorder.close(record, "peer_closed")
                     self.close_connection = True
                     return
+                if sent == length:
+                    # Closed before the last byte leaves, as _answer does (see close()).
+                    self.recorder.close(record, "answered", 200)
                 self.wfile.write(b" ")
                 self.wfile.flush()
         except OSError:
             self.recorder.close(record, "write_failed")
+            record.end = "write_failed"
             self.close_connection = True
-            return
-        # The caller read the whole body (headers said 200): a 2xx it may have acted on.
-        self.recorder.close(record, "answered", 200)
 
 
 def _sleep_watching(sock: socket.socket, seconds: float) -> bool:
@@ -248,8 +273,8 @@ class _Server(ThreadingHTTPServer):
 class ParticipantServer:
     """The server in a daemon thread of the soak process; `recorder` holds the calls."""
 
-    def __init__(self, seed: int, timeout: float):
-        self.recorder = Recorder(seed, timeout)
+    def __init__(self, seed: int, timeout: float, retry_after: float):
+        self.recorder = Recorder(seed, timeout, retry_after)
         handler = type("SoakHandler", (Handler,), {"recorder": self.recorder})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
