@@ -386,7 +386,7 @@ def run(args) -> int:
         ids = sorted({i for found in load.starts.values() for i in found})
         left = wait_terminal(args.db_name, ids, args.settle_timeout)
         seconds = time.monotonic() - began
-        print(f"soak: load done; {left} sagas unfinished after the settle wait", flush=True)
+        print(f"soak: load done; {left} sagas unfinished after the settle wait", file=sys.stderr)
         _wait_quiet(participants)
         sagas = collect(api, load)
         calls = participants.recorder.snapshot()
@@ -410,7 +410,8 @@ def run(args) -> int:
         participants.stop()
         if not args.keep_db:
             _drop_quietly(args.db_name)
-        print(f"soak: service output in {workdir / 'service.log'}", flush=True)
+        # On stderr: the report's last line on stdout stays `N passed, M failed`.
+        print(f"soak: service output in {workdir / 'service.log'}", file=sys.stderr)
 
 
 def _wait_quiet(participants: ParticipantServer, seconds: float = 10.0) -> None:

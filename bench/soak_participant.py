@@ -82,8 +82,9 @@ def peer_closed(sock: socket.socket) -> bool:
 class Recorder:
     """Every call, and the calls in flight per key (to see two open at once)."""
 
-    def __init__(self, seed: int, timeout: float, retry_after: float):
+    def __init__(self, seed: int, timeout: float, retry_after: float, weights=None):
         self.seed = seed
+        self.weights = weights or _weights
         self.timeout = timeout
         self.retry_after = retry_after
         self.lock = threading.Lock()
@@ -91,9 +92,7 @@ class Recorder:
         self.open: dict[str, dict[int, socket.socket]] = {}
         self.per_key: dict[str, int] = {}
 
-    def register(
-        self, headers, sock: socket.socket, phase_weights
-    ) -> tuple[CallRecord, random.Random]:
+    def register(self, headers, sock: socket.socket) -> tuple[CallRecord, random.Random]:
         key = headers.get("Idempotency-Key", "")
         parts = key.split(":")
         started = time.time()
@@ -103,7 +102,7 @@ class Recorder:
             self.per_key[key] = n + 1
             rng = random.Random(f"{self.seed}:{key}:{n}")
             phase = parts[2] if len(parts) > 2 else "unknown"
-            weights = phase_weights(phase)
+            weights = self.weights(phase)
             kind = rng.choices(list(weights), list(weights.values()))[0]
             record = CallRecord(
                 seq=len(self.calls),
@@ -161,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        record, rng = self.recorder.register(self.headers, self.connection, _weights)
+        record, rng = self.recorder.register(self.headers, self.connection)
         if record.stale:
             self.recorder.close(record, "stale")
             self.close_connection = True
@@ -273,8 +272,9 @@ class _Server(ThreadingHTTPServer):
 class ParticipantServer:
     """The server in a daemon thread of the soak process; `recorder` holds the calls."""
 
-    def __init__(self, seed: int, timeout: float, retry_after: float):
-        self.recorder = Recorder(seed, timeout, retry_after)
+    def __init__(self, seed: int, timeout: float, retry_after: float, weights=None):
+        """`weights`: phase -> {answer kind: weight}; the soak's mix by default."""
+        self.recorder = Recorder(seed, timeout, retry_after, weights)
         handler = type("SoakHandler", (Handler,), {"recorder": self.recorder})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
