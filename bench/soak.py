@@ -351,67 +351,94 @@ def report(args, sagas, calls, strays, chaos, load, seconds, results) -> int:
     return 1 if failed else 0
 
 
-def run(args) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="saga-soak-"))
-    participants = ParticipantServer(args.seed, args.call_timeout, args.retry_after)
-    redis, service, chaos = ThrowawayRedis(), None, None
-    try:
-        participants.start()
-        redis.start()
-        database_recreate(args.db_name)
-        service = Service(
-            service_env(args, redis.port),
-            workdir,
-            api_workers=args.api_workers,
-            concurrency=args.concurrency,
+class Soak:
+    """The run's phases; `tear_down` undoes whatever `bring_up` got to."""
+
+    def __init__(self, args):
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="saga-soak-"))
+        self.participants = ParticipantServer(args.seed, args.call_timeout, args.retry_after)
+        self.redis = ThrowawayRedis()
+        self.service: Service | None = None
+        self.chaos: Chaos | None = None
+
+    def bring_up(self) -> Api:
+        self.participants.start()
+        self.redis.start()
+        database_recreate(self.args.db_name)
+        env = service_env(self.args, self.redis.port)
+        self.service = Service(
+            env, self.workdir, api_workers=self.args.api_workers, concurrency=self.args.concurrency
         )
-        service.migrate()
-        service.api_start()
+        self.service.migrate()
+        self.service.api_start()
         for _ in range(SAGA_WORKERS):
-            service.worker_start()
-        api = Api(service.base_url)
-        register_definitions(api, participants.base_url, args.call_timeout)
-        load = Load(api, args)
-        began = time.monotonic()
-        if not args.no_chaos:
-            chaos = Chaos(service, redis, args.seed, args.chaos_every)
-            chaos.start()
-        drive_load(load, args)
-        if chaos:
-            chaos.stopping.set()
-            chaos.join(timeout=30)
-        if not redis.running():
-            redis.start()
-        service.workers_replace_dead(SAGA_WORKERS)
-        ids = sorted({i for found in load.starts.values() for i in found})
-        left = wait_terminal(args.db_name, ids, args.settle_timeout)
-        seconds = time.monotonic() - began
+            self.service.worker_start()
+        api = Api(self.service.base_url)
+        register_definitions(api, self.participants.base_url, self.args.call_timeout)
+        return api
+
+    def load_under_chaos(self, load: Load) -> None:
+        if not self.args.no_chaos:
+            self.chaos = Chaos(self.service, self.redis, self.args.seed, self.args.chaos_every)
+            self.chaos.start()
+        drive_load(load, self.args)
+        self._chaos_stop()
+        # Everything back for the settle: Redis up, both saga workers alive.
+        if not self.redis.running():
+            self.redis.start()
+        self.service.workers_replace_dead(SAGA_WORKERS)
+
+    def settle(self, load: Load) -> None:
+        ids = sorted({saga_id for found in load.starts.values() for saga_id in found})
+        left = wait_terminal(self.args.db_name, ids, self.args.settle_timeout)
         print(f"soak: load done; {left} sagas unfinished after the settle wait", file=sys.stderr)
-        _wait_quiet(participants)
+        _wait_quiet(self.participants)
+
+    def check(self, api: Api, load: Load) -> tuple[list, list, list, dict]:
         sagas = collect(api, load)
-        calls = participants.recorder.snapshot()
+        calls = self.participants.recorder.snapshot()
         strays = attach_calls(sagas, calls)
         results = run_all(
             sagas,
             load.starts,
             calls,
-            timeout=args.call_timeout,
+            timeout=self.args.call_timeout,
             lease=LEASE_SECONDS,
             now=time.time(),
         )
-        return report(args, sagas, calls, strays, chaos, load, seconds, results)
-    finally:
-        if chaos:
-            chaos.stopping.set()
-            chaos.join(timeout=30)
-        if service:
-            service.stop()
-        redis.kill()
-        participants.stop()
-        if not args.keep_db:
-            _drop_quietly(args.db_name)
+        return sagas, calls, strays, results
+
+    def _chaos_stop(self) -> None:
+        if self.chaos:
+            self.chaos.stopping.set()
+            self.chaos.join(timeout=30)
+
+    def tear_down(self) -> None:
+        self._chaos_stop()
+        if self.service:
+            self.service.stop()
+        self.redis.kill()
+        self.participants.stop()
+        if not self.args.keep_db:
+            _drop_quietly(self.args.db_name)
         # On stderr: the report's last line on stdout stays `N passed, M failed`.
-        print(f"soak: service output in {workdir / 'service.log'}", file=sys.stderr)
+        print(f"soak: service output in {self.workdir / 'service.log'}", file=sys.stderr)
+
+
+def run(args) -> int:
+    soak = Soak(args)
+    try:
+        api = soak.bring_up()
+        load = Load(api, args)
+        began = time.monotonic()
+        soak.load_under_chaos(load)
+        soak.settle(load)
+        seconds = time.monotonic() - began
+        sagas, calls, strays, results = soak.check(api, load)
+        return report(args, sagas, calls, strays, soak.chaos, load, seconds, results)
+    finally:
+        soak.tear_down()
 
 
 def _wait_quiet(participants: ParticipantServer, seconds: float = 10.0) -> None:
