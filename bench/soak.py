@@ -273,7 +273,8 @@ def register_definitions(api: Api, base: str, timeout: float) -> None:
 def drive_load(load: Load, args) -> None:
     """Start `--sagas` sagas at `--rate` per second from a pool of client threads."""
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="client") as pool:
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="client")
+    try:
         futures = []
         for index in range(args.sagas):
             delay = started + index / args.rate - time.monotonic()
@@ -282,6 +283,9 @@ def drive_load(load: Load, args) -> None:
             futures.append(pool.submit(load.one, index))
         for future in futures:
             future.result(timeout=300)
+    finally:
+        # Ctrl-C: starts not begun are dropped; those under way end within their retries.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def wait_terminal(db_name: str, ids: list[str], seconds: float) -> int:
@@ -457,7 +461,9 @@ def _drop_quietly(name: str) -> None:
 
 def main(argv=None) -> int:
     args = arguments(argv)
-    # SIGTERM runs the same cleanup as Ctrl-C.
+    # Ctrl-C (even when started in the background, where SIGINT comes ignored) and
+    # SIGTERM both unwind through the cleanup in `run`.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     try:
         return run(args)
