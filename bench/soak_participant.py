@@ -20,6 +20,7 @@ on the socket itself, so that the checks never rest on guessed timings:
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -267,6 +268,11 @@ def _status(kind: str, rng: random.Random) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # bursts of connections after a worker restart
+
+    def handle_error(self, request, client_address):
+        # A killed worker resets its idle keep-alive connections: expected, not news.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class ParticipantServer:
