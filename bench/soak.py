@@ -42,7 +42,7 @@ from pathlib import Path
 
 import requests
 
-from bench.soak_checks import TERMINAL, SagaFacts, attach_calls, run_all
+from bench.soak_checks import MAX_INTERRUPTIONS, TERMINAL, SagaFacts, attach_calls, run_all
 from bench.soak_participant import ParticipantServer
 from bench.soak_processes import Service, ThrowawayRedis, database_recreate, db_connect
 
@@ -93,6 +93,7 @@ def service_env(args, redis_port: int) -> dict:
         SAGA_WORKER_POLL_SECONDS="0.2",
         SAGA_WORKER_HEARTBEAT_SECONDS="1",
         SAGA_COMPENSATION_RETRY_ATTEMPTS="3",
+        SAGA_MAX_INTERRUPTIONS=str(MAX_INTERRUPTIONS),  # what the checks assume
         GUNICORN_MAX_REQUESTS="0",
     )
     env.pop("SAGA_ALLOWED_HOSTS", None)
