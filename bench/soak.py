@@ -25,6 +25,16 @@ recorded. It prints the figures, each violated invariant with examples, and last
 `N passed, M failed` (invariants); the exit status is 1 when any failed. Every wait is
 bounded and every process it started is killed on the way out, Ctrl-C included. The
 service's output is kept in `<workdir>/service.log` (printed at the end).
+
+The invariants: nothing lost (every 202/200 start is a saga); every saga terminal; one
+start key, one saga; compensations strictly backwards, one at a time; compensated exactly
+the steps that took or may have taken effect (2xx, 5xx, cut by a timeout or a crash) and
+no other; no action after the first compensation; never two calls with one
+Idempotency-Key open at once; participant calls <= attempts + interruptions; no call after
+`finished_at`; the final status consistent with the calls (`completed` => every action
+answered 2xx; an accepted cancel => `cancelled`); every call bounded by its timeout; a
+crash is not an attempt (an interrupted call is re-sent as the same attempt); an
+accepted cancel acts at once (no retry wait, e.g. a Retry-After, is waited out).
 """
 
 import argparse
