@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_short_soak_breaks_no_invariant():
     # A database name of this run's own (make test gives each helper/CI job a DB_NAME).
     db_name = f"soak_{os.environ.get('DB_NAME') or 'saga_db'}"
-    argv = [sys.executable, "-m", "bench.soak", "--sagas", "100", "--rate", "5"]
+    argv = [sys.executable, "-m", "bench.soak", "--sagas", "100", "--rate", "6"]
     argv += ["--chaos-every", "3", "--settle-timeout", "90", "--db-name", db_name]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=400)
     lines = result.stdout.strip().splitlines()
