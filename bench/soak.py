@@ -24,7 +24,7 @@ the redis-server (`kill -9`, restarted on the same port a moment later). Then it
 recorded. It prints the figures, each violated invariant with examples, and last a line
 `N passed, M failed` (invariants); the exit status is 1 when any failed. Every wait is
 bounded and every process it started is killed on the way out, Ctrl-C included. The
-service's output is kept in `<workdir>/service.log` (printed at the end).
+service's output is kept in `<workdir>/service.log` (its path is printed first).
 
 The invariants: nothing lost (every 202/200 start is a saga); every saga terminal; one
 start key, one saga; compensations strictly backwards, one at a time; compensated exactly
@@ -378,6 +378,8 @@ class Soak:
         self.chaos: Chaos | None = None
 
     def bring_up(self) -> Api:
+        # Said first: the report's last line stays `N passed, M failed`.
+        print(f"soak: service output in {self.workdir / 'service.log'}", file=sys.stderr)
         self.participants.start()
         self.redis.start()
         database_recreate(self.args.db_name)
@@ -437,8 +439,6 @@ class Soak:
         self.participants.stop()
         if not self.args.keep_db:
             _drop_quietly(self.args.db_name)
-        # On stderr: the report's last line on stdout stays `N passed, M failed`.
-        print(f"soak: service output in {self.workdir / 'service.log'}", file=sys.stderr)
 
 
 def run(args) -> int:
