@@ -15,7 +15,7 @@ TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 # in-process lock and cache.
 SQLITE_TEST_ENV := $(TEST_ENV) DB_HOST= REDIS_HOST=
 
-.PHONY: run test lint format bench demo clean tools docker-check docker-emulate venv
+.PHONY: run test lint format bench soak demo clean tools docker-check docker-emulate venv
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,3 +78,12 @@ docker-emulate:
 
 bench: venv
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
+
+# A bounded chaos soak (bench/soak.py): ~1,000 sagas against Gunicorn, two saga workers,
+# PostgreSQL (a database of its own, `saga_soak`) and a throwaway redis-server, with
+# participants answering at random (2xx, 5xx, 4xx, slow, dripped) while saga workers,
+# Gunicorn workers and Redis are killed. It checks the invariants from what participants
+# recorded and what the API says; last line `N passed, M failed`, exit 1 on any failure.
+# SOAK_SAGAS / SOAK_SEED / SOAK_RATE size it; SOAK_ARGS for more (`--help` lists them).
+soak: venv
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
