@@ -36,7 +36,6 @@ from django.conf import settings
 from rest_framework import exceptions, throttling
 
 from sagas.api.auth import role_for_key
-from sagas.observability import request_stats
 from sagas.redis_client import redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.ratelimit")
@@ -48,11 +47,9 @@ WARNING_INTERVAL_SECONDS = 60.0
 REQUEST_ATTR = "saga_rate_limit"
 
 # INCR and, on the window's first hit, PEXPIRE; a key somehow left without a TTL gets one.
-# The same call applies this process's pending request figures
-# (sagas/observability/request_stats.py: KEYS[2..] and ARGV[2..]), so a request costs one
-# Redis round trip, not two.
-COUNT_SCRIPT = (
-    """
+# It counts requests and nothing else (request figures are sagas/observability/
+# request_stats.py's own concern, written by their own flusher).
+COUNT_SCRIPT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -60,10 +57,8 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
+return {count, ttl}
 """
-    + request_stats.APPLY_LUA.format(first=2, argv=3)
-    + "return {count, ttl}\n"
-)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -236,14 +231,11 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
     breaker = redis_breaker()
     if breaker.open():
         return None
-    figure_keys, figure_args, taken = request_stats.pending_take()
     try:
         count, ttl_ms = _count_script(client)(
-            keys=[REDIS_KEY_PREFIX + bucket, *figure_keys],
-            args=[max(1, int(window * 1000)), *figure_args],
+            keys=[REDIS_KEY_PREFIX + bucket], args=[max(1, int(window * 1000))]
         )
     except redis.RedisError as error:
-        request_stats.pending_restore(taken)
         breaker.failed(error)
         _warnings.failed(error)
         return None
