@@ -31,7 +31,7 @@ import time
 
 import redis
 
-from sagas.redis_client import redis_breaker, redis_client
+from sagas.redis_client import OutageWarning, redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.observability.metrics")
 
@@ -42,7 +42,6 @@ BUCKETS = 60  # the last hour
 BUCKET_TTL_SECONDS = BUCKET_SECONDS * (BUCKETS + 2)
 # Pending figures are written on their own at the latest this long after the response.
 FLUSH_SECONDS = 0.5
-WARNING_INTERVAL_SECONDS = 60.0
 
 
 def is_error(status: int) -> bool:
@@ -97,22 +96,6 @@ class _LocalBuckets:
                 del buckets[old]
 
 
-class _Warnings:
-    """At most one "Redis unreachable" warning per interval (per process)."""
-
-    def __init__(self) -> None:
-        self.warned_at = float("-inf")
-
-    def failed(self, error: Exception) -> None:
-        now = time.monotonic()
-        if now - self.warned_at >= WARNING_INTERVAL_SECONDS:
-            self.warned_at = now
-            logger.warning(
-                "request figures: Redis unreachable, status shows this process only",
-                extra={"event": "request_stats_degraded", "error": type(error).__name__},
-            )
-
-
 def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> None:
     bucket = buckets.setdefault(minute, [0, 0, 0.0])
     for i, value in enumerate(figures):
@@ -120,7 +103,11 @@ def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> 
 
 
 _local = _LocalBuckets()
-_warnings = _Warnings()
+_warnings = OutageWarning(
+    logger,
+    "request figures: Redis unreachable, status shows this process only",
+    event="request_stats_degraded",
+)
 
 
 def _minute(now: float | None) -> int:
