@@ -230,9 +230,9 @@ def request_figures(*, now: float | None = None) -> dict:
 def _cluster_totals(client, minute: int) -> tuple[int, int, float] | None:
     """Redis's buckets plus this process's figures not yet written there: reads only
     (the flusher writes them), so the status page writes nothing."""
-    if redis_breaker().open():
-        return None
     with _writing:
+        if redis_breaker().open():  # (checked under the lock: a flush may just have failed)
+            return None
         try:
             written = _redis_buckets(client, minute)
         except redis.RedisError as exc:

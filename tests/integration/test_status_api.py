@@ -355,3 +355,28 @@ def test_figures_are_written_by_their_flusher_within_the_flush_interval(monkeypa
     while redis_bucket(started).get("requests") != "1" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert redis_bucket(started)["requests"] == "1"
+
+
+def test_figures_a_failed_flush_could_not_write_go_with_the_next_one(settings, monkeypatch):
+    """Redis down at a flush: the figures stay pending, and are written once (all or
+    nothing) when it is back."""
+    monkeypatch.setattr(redis_client, "RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(request_stats, "_flusher", request_stats._Flusher())
+    monkeypatch.setattr(request_stats._flusher, "ensure", lambda: None)  # flushes: ours only
+    started = time.time()
+    with throwaway_redis() as (redis_process, port):
+        settings.REDIS_PORT, settings.REDIS_DB = port, 0
+        request_stats.request_record(status=200, duration_s=0.1)
+        redis_process.kill()
+        redis_process.wait(timeout=10)
+        request_stats.request_record(status=503, duration_s=0.3)
+        request_stats.pending_write()  # fails: both kept
+        assert redis_client.redis_breaker().down
+        with throwaway_redis(port=port):
+            request_stats.pending_write()
+            request_stats.pending_write()  # nothing left: nothing written twice
+            bucket = redis_bucket(started)
+
+    assert bucket["requests"] == "2" and bucket["errors"] == "1"
+    assert float(bucket["seconds"]) == pytest.approx(0.4)
+    assert not redis_client.redis_breaker().down
