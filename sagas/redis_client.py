@@ -9,7 +9,9 @@ no retry loop — redis-py 8's default retries a refused connection with backoff
 
 One breaker per process and configuration (`redis_breaker()`) is shared by every user:
 after a failure they skip Redis for RETRY_SECONDS instead of each paying a timeout, and any
-user's success (a counted request, the figures flusher, the health probe) closes it.
+user's success (a counted request, the figures flusher, the status page, the health probe)
+closes it. `OutageWarning` is how a user says what the outage costs it, once per interval
+rather than once per request.
 """
 
 import functools
@@ -26,6 +28,8 @@ logger = logging.getLogger("sagas.redis")
 
 # After a failure, users skip Redis this long instead of each paying a timeout.
 RETRY_SECONDS = 1.0
+# A user's "Redis unreachable" warning is logged at most once per interval (per process).
+WARNING_INTERVAL_SECONDS = 60.0
 
 
 class Breaker:
@@ -54,6 +58,29 @@ class Breaker:
             was_down, self.down = self.down, False
         if was_down:
             logger.info("Redis reachable again", extra={"event": "redis_ok"})
+
+
+class OutageWarning:
+    """One user's warning that Redis failed (what it does instead), logged at most once
+    per `interval` seconds per process, not once per request."""
+
+    def __init__(
+        self, logger: logging.Logger, message: str, *, event: str, interval: float | None = None
+    ) -> None:
+        self.logger, self.message, self.event = logger, message, event
+        self.interval = WARNING_INTERVAL_SECONDS if interval is None else interval
+        self.lock = threading.Lock()
+        self.warned_at: float | None = None
+
+    def failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.warned_at is not None and now - self.warned_at < self.interval:
+                return
+            self.warned_at = now
+        self.logger.warning(
+            self.message, extra={"event": self.event, "error": type(error).__name__}
+        )
 
 
 def redis_client() -> redis.Redis | None:

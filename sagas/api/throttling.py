@@ -9,7 +9,7 @@ and write back, which lets several times the limit through under concurrency.
 - Without REDIS_HOST (embedded default) windows are counted in this process only: each
   Gunicorn worker then allows the limit on its own.
 - Redis unreachable: requests pass uncounted (availability first), one warning is logged
-  per WARNING_INTERVAL_SECONDS, and the process's one breaker (sagas/redis_client.py) skips
+  per minute (`OutageWarning`), and the process's one breaker (sagas/redis_client.py) skips
   Redis for a moment; `rate_limit_degraded()` is true until some Redis call succeeds.
 - Open endpoints (no authentication classes: health, status, docs, schema) are never limited,
   like views that set `throttle_classes = []`. `/metrics` limits only missing and unknown
@@ -36,23 +36,18 @@ from django.conf import settings
 from rest_framework import exceptions, throttling
 
 from sagas.api.auth import role_for_key
-from sagas.observability import request_stats
-from sagas.redis_client import redis_breaker, redis_client
+from sagas.redis_client import OutageWarning, redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.ratelimit")
 
 REDIS_KEY_PREFIX = "saga:ratelimit:"
-# At most one "Redis unreachable" warning per interval (per process), not one per request.
-WARNING_INTERVAL_SECONDS = 60.0
 # Where the throttle leaves the request's window for the middleware (on the Django request).
 REQUEST_ATTR = "saga_rate_limit"
 
 # INCR and, on the window's first hit, PEXPIRE; a key somehow left without a TTL gets one.
-# The same call applies this process's pending request figures
-# (sagas/observability/request_stats.py: KEYS[2..] and ARGV[2..]), so a request costs one
-# Redis round trip, not two.
-COUNT_SCRIPT = (
-    """
+# It counts requests and nothing else (request figures are sagas/observability/
+# request_stats.py's own concern, written by their own flusher).
+COUNT_SCRIPT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -60,10 +55,8 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
+return {count, ttl}
 """
-    + request_stats.APPLY_LUA.format(first=2, argv=3)
-    + "return {count, ttl}\n"
-)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -173,25 +166,6 @@ def rate_limit_bucket(*, api_key: str | None, key_known: bool, ip: str, secret: 
 # --- Counting --------------------------------------------------------------------------
 
 
-class _Warnings:
-    """At most one "Redis unreachable" warning per interval (per process)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.warned_at: float | None = None
-
-    def failed(self, error: Exception) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if self.warned_at is not None and now - self.warned_at < WARNING_INTERVAL_SECONDS:
-                return
-            self.warned_at = now
-        logger.warning(
-            "rate limiter: Redis unreachable, requests pass uncounted",
-            extra={"event": "rate_limit_degraded", "error": type(error).__name__},
-        )
-
-
 class _LocalWindows:
     """The embedded default: fixed windows in this process's memory."""
 
@@ -213,7 +187,9 @@ class _LocalWindows:
         return Window(limit=limit, count=count + 1, reset_seconds=ends_at - now)
 
 
-_warnings = _Warnings()
+_warnings = OutageWarning(
+    logger, "rate limiter: Redis unreachable, requests pass uncounted", event="rate_limit_degraded"
+)
 _local = _LocalWindows()
 
 
@@ -236,14 +212,11 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
     breaker = redis_breaker()
     if breaker.open():
         return None
-    figure_keys, figure_args, taken = request_stats.pending_take()
     try:
         count, ttl_ms = _count_script(client)(
-            keys=[REDIS_KEY_PREFIX + bucket, *figure_keys],
-            args=[max(1, int(window * 1000)), *figure_args],
+            keys=[REDIS_KEY_PREFIX + bucket], args=[max(1, int(window * 1000))]
         )
     except redis.RedisError as error:
-        request_stats.pending_restore(taken)
         breaker.failed(error)
         _warnings.failed(error)
         return None

@@ -6,11 +6,13 @@ fields `requests`, `errors` and `seconds` (HINCRBY, HINCRBYFLOAT, EXPIRE), expir
 the hour it is read for. The status page sums the last 60 buckets (the current, partial
 minute included) in one round trip.
 
-A response's figures cost no round trip of their own: they wait in the process (`pending`)
-and ride along with the next request's rate-limit script (sagas/api/throttling.py), which
-applies them in the same call. Figures nobody takes within FLUSH_SECONDS (an idle process,
-open endpoints only) are written by a small per-process flusher thread; the status page
-writes this process's pending figures before it reads.
+A response's figures cost no I/O on the request's path: they wait in the process
+(`pending`) and a small per-process flusher thread writes them, at most every
+FLUSH_SECONDS, in one MULTI/EXEC pipeline for all pending minutes. The rate limiter's
+script carries nothing of them (sagas/api/throttling.py). Reading the figures (the status
+page) writes nothing: it adds this process's pending figures to what Redis holds, so the
+page counts every request this process answered before it, and other processes' requests
+within their flush interval.
 
 An *error* is a 5xx response: the service failed. 4xx answers (bad input, a missing key,
 the rate limit) are the client's doing and never raise the alert.
@@ -22,7 +24,6 @@ while Redis is unreachable, the status reports this process's own figures (`scop
 Recording never raises.
 """
 
-import functools
 import logging
 import os
 import threading
@@ -30,7 +31,7 @@ import time
 
 import redis
 
-from sagas.redis_client import redis_breaker, redis_client
+from sagas.redis_client import OutageWarning, redis_breaker, redis_client
 
 logger = logging.getLogger("sagas.observability.metrics")
 
@@ -41,7 +42,6 @@ BUCKETS = 60  # the last hour
 BUCKET_TTL_SECONDS = BUCKET_SECONDS * (BUCKETS + 2)
 # Pending figures are written on their own at the latest this long after the response.
 FLUSH_SECONDS = 0.5
-WARNING_INTERVAL_SECONDS = 60.0
 
 
 def is_error(status: int) -> bool:
@@ -81,30 +81,19 @@ class _LocalBuckets:
                 _add(self.pending, minute, figures)
 
     def totals(self, minute: int) -> tuple[int, int, float]:
+        return _sum(self._recent(self.buckets, minute))
+
+    def pending_totals(self, minute: int) -> tuple[int, int, float]:
+        return _sum(self._recent(self.pending, minute))
+
+    def _recent(self, buckets: dict[int, list[float]], minute: int) -> list[list[float]]:
         with self.lock:
-            recent = [b for m, b in self.buckets.items() if minute - BUCKETS < m <= minute]
-        return _sum(recent)
+            return [list(b) for m, b in buckets.items() if minute - BUCKETS < m <= minute]
 
     def _prune(self, minute: int) -> None:
         for buckets in (self.buckets, self.pending):
             for old in [m for m in buckets if m <= minute - BUCKETS]:
                 del buckets[old]
-
-
-class _Warnings:
-    """At most one "Redis unreachable" warning per interval (per process)."""
-
-    def __init__(self) -> None:
-        self.warned_at = float("-inf")
-
-    def failed(self, error: Exception) -> None:
-        now = time.monotonic()
-        if now - self.warned_at >= WARNING_INTERVAL_SECONDS:
-            self.warned_at = now
-            logger.warning(
-                "request figures: Redis unreachable, status shows this process only",
-                extra={"event": "request_stats_degraded", "error": type(error).__name__},
-            )
 
 
 def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> None:
@@ -114,7 +103,11 @@ def _add(buckets: dict[int, list[float]], minute: int, figures: list[float]) -> 
 
 
 _local = _LocalBuckets()
-_warnings = _Warnings()
+_warnings = OutageWarning(
+    logger,
+    "request figures: Redis unreachable, status shows this process only",
+    event="request_stats_degraded",
+)
 
 
 def _minute(now: float | None) -> int:
@@ -129,8 +122,8 @@ def _sum(buckets) -> tuple[int, int, float]:
 
 
 def request_record(*, status: int, duration_s: float, now: float | None = None) -> None:
-    """Count one answered request in its minute: here at once; in Redis with the next
-    rate-limit script of this process, or the flusher within FLUSH_SECONDS."""
+    """Count one answered request in its minute: here at once (no I/O); in Redis when the
+    flusher next writes, within FLUSH_SECONDS."""
     try:
         minute, error, seconds = _minute(now), is_error(status), max(duration_s, 0.0)
         shared = redis_client() is not None
@@ -141,66 +134,50 @@ def request_record(*, status: int, duration_s: float, now: float | None = None) 
         logger.warning("request figure not recorded", exc_info=True)
 
 
-# The bucket updates as arguments of a Lua script: KEYS[first..] are bucket keys, ARGV
-# holds the TTL then (requests, errors, seconds) per key. The rate limiter's script
-# embeds it; `pending_write` runs it alone.
-APPLY_LUA = """
-for i = {first}, #KEYS do
-  local at = {argv} + (i - {first}) * 3
-  redis.call('HINCRBY', KEYS[i], 'requests', ARGV[at])
-  if ARGV[at + 1] ~= '0' then redis.call('HINCRBY', KEYS[i], 'errors', ARGV[at + 1]) end
-  redis.call('HINCRBYFLOAT', KEYS[i], 'seconds', ARGV[at + 2])
-  redis.call('EXPIRE', KEYS[i], ARGV[{argv} - 1])
-end
-"""
-APPLY_SCRIPT = APPLY_LUA.format(first=1, argv=2) + "return 1"
-
-
-def pending_take() -> tuple[list[str], list, dict]:
-    """This process's figures not yet in Redis, as (keys, args, taken) for a script that
-    embeds APPLY_LUA: args are the TTL then three values per key. Hand `taken` back to
-    `pending_restore` if the script fails."""
-    taken = _local.pending_take()
-    keys: list[str] = []
-    args: list = [BUCKET_TTL_SECONDS]
-    for minute, (requests, errors, seconds) in taken.items():
-        keys.append(f"{REDIS_KEY_PREFIX}{minute}")
-        args += [int(requests), int(errors), f"{seconds:.6f}"]
-    return keys, args, taken
-
-
-def pending_restore(taken: dict) -> None:
-    if taken:
-        _local.pending_restore(taken)
-
-
 def pending_write() -> None:
-    """Write this process's pending figures now (one script call); never raises."""
+    """Write this process's pending figures now, in one MULTI/EXEC pipeline (all or
+    nothing, so a failed write is put back whole, never counted twice); never raises."""
     client = redis_client()
     if client is None or redis_breaker().open():
         return
-    keys, args, taken = pending_take()
-    if not keys:
-        return
-    try:
-        _apply_script(client)(keys=keys, args=args)
-        redis_breaker().succeeded()
-    except redis.RedisError as exc:
-        pending_restore(taken)
-        _redis_failed(exc)
-    except Exception:
-        pending_restore(taken)
-        logger.warning("request figures not written", exc_info=True)
+    with _writing:
+        taken = _local.pending_take()
+        if not taken:
+            return
+        try:
+            _bucket_writes(client, taken).execute()
+        except redis.RedisError as exc:
+            _local.pending_restore(taken)
+            _redis_failed(exc)
+            return
+        except Exception:
+            _local.pending_restore(taken)
+            logger.warning("request figures not written", exc_info=True)
+            return
+    redis_breaker().succeeded()
 
 
-@functools.cache
-def _apply_script(client: redis.Redis):
-    return client.register_script(APPLY_SCRIPT)
+def _bucket_writes(client: redis.Redis, taken: dict[int, list[float]]):
+    pipe = client.pipeline(transaction=True)
+    for minute, (requests, errors, seconds) in taken.items():
+        key = f"{REDIS_KEY_PREFIX}{minute}"
+        pipe.hincrby(key, "requests", int(requests))
+        if errors:
+            pipe.hincrby(key, "errors", int(errors))
+        pipe.hincrbyfloat(key, "seconds", round(seconds, 6))
+        pipe.expire(key, BUCKET_TTL_SECONDS)
+    return pipe
+
+
+# Held while pending figures are taken and written, and while the status page reads Redis
+# and this process's pending figures: a read sees each figure once, in Redis or pending,
+# never in both or neither.
+_writing = threading.Lock()
 
 
 class _Flusher:
     """One daemon thread per process (started at its first figure, again after a fork)
-    that writes figures no rate-limit script took within FLUSH_SECONDS."""
+    that writes the pending figures every FLUSH_SECONDS."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -235,8 +212,7 @@ def request_figures(*, now: float | None = None) -> dict:
     client = redis_client()
     totals, scope, redis_state = None, "process", "disabled"
     if client is not None:
-        pending_write()  # this process's latest figures first
-        totals = _redis_totals(client, minute)
+        totals = _cluster_totals(client, minute)
         redis_state = "down" if totals is None else "ok"
         scope = "process" if totals is None else "cluster"
     if totals is None:
@@ -251,17 +227,27 @@ def request_figures(*, now: float | None = None) -> dict:
     }
 
 
-def _redis_totals(client, minute: int) -> tuple[int, int, float] | None:
-    try:
-        pipe = client.pipeline(transaction=False)
-        for m in range(minute - BUCKETS + 1, minute + 1):
-            pipe.hmget(f"{REDIS_KEY_PREFIX}{m}", "requests", "errors", "seconds")
-        totals = _sum(pipe.execute())
-    except redis.RedisError as exc:
-        _redis_failed(exc)
-        return None
+def _cluster_totals(client, minute: int) -> tuple[int, int, float] | None:
+    """Redis's buckets plus this process's figures not yet written there: reads only
+    (the flusher writes them), so the status page writes nothing."""
+    with _writing:
+        if redis_breaker().open():  # (checked under the lock: a flush may just have failed)
+            return None
+        try:
+            written = _redis_buckets(client, minute)
+        except redis.RedisError as exc:
+            _redis_failed(exc)
+            return None
+        pending = _local.pending_totals(minute)
     redis_breaker().succeeded()
-    return totals
+    return _sum([*written, pending])
+
+
+def _redis_buckets(client, minute: int) -> list:
+    pipe = client.pipeline(transaction=False)
+    for m in range(minute - BUCKETS + 1, minute + 1):
+        pipe.hmget(f"{REDIS_KEY_PREFIX}{m}", "requests", "errors", "seconds")
+    return pipe.execute()
 
 
 def _redis_failed(error: Exception) -> None:

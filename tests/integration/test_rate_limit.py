@@ -21,7 +21,7 @@ from tests.support import wait_until
 @pytest.fixture(autouse=True)
 def fresh_limiter(monkeypatch):
     """Each test starts with Redis believed healthy and empty in-process windows."""
-    monkeypatch.setattr(throttling, "_warnings", throttling._Warnings())
+    monkeypatch.setattr(throttling._warnings, "warned_at", None)
     redis_client_module.breaker_for.cache_clear()
     monkeypatch.setattr(throttling, "_local", throttling._LocalWindows())
 
@@ -217,7 +217,7 @@ def warnings_of(records):
 
 
 def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
-    monkeypatch.setattr(throttling, "WARNING_INTERVAL_SECONDS", 0.5)
+    monkeypatch.setattr(throttling._warnings, "interval", 0.5)
     monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.0)
     with throwaway_redis() as (redis_process, port), captured_logs() as (_, records):
         with security_settings(limit=2, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:

@@ -1,11 +1,14 @@
 """GET /api/sagas/status/: open; totals per status; last-hour rates; workers; alerts."""
 
+import re
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -254,28 +257,126 @@ def redis_bucket(now: float) -> dict:
     return {k.decode(): v.decode() for k, v in redis_client().hgetall(key).items()}
 
 
-def test_figures_ride_along_with_the_next_rate_limit_script(client_api, monkeypatch):
+@pytest.fixture
+def no_flusher(monkeypatch):
+    """No flusher thread in between: figures stay pending until `pending_write()`."""
     idle = request_stats._Flusher()
-    idle.ensure = lambda: None  # no flusher in between (a running one stops)
+    idle.ensure = lambda: None  # (a running one stops)
     monkeypatch.setattr(request_stats, "_flusher", idle)
+
+
+def test_the_rate_limit_script_carries_no_figures(client_api, no_flusher):
     started = time.time()
     assert client_api.get("/no-such-page/").status_code == 404
-    assert redis_bucket(started) == {}  # no round trip of its own
+    assert client_api.get("/api/sagas/").status_code == 200  # counted by the rate limiter
+    assert redis_bucket(started) == {}  # neither request's figure went with it
 
-    assert client_api.get("/api/sagas/").status_code == 200  # its rate-limit script
+    request_stats.pending_write()  # what the flusher does
     bucket = redis_bucket(started)
-    assert bucket["requests"] == "1"
+    assert bucket["requests"] == "2"
     assert float(bucket["seconds"]) > 0
     assert "errors" not in bucket
 
 
-def test_figures_nobody_takes_are_written_within_the_flush_interval(monkeypatch):
+def test_the_status_page_counts_this_process_figures_not_yet_written(no_flusher):
+    heartbeat("w", 0)
+    started = time.time()
+    request_stats.request_record(status=500, duration_s=0.25)
+    request_stats.pending_write()
+    request_stats.request_record(status=200, duration_s=0.75)  # pending
+
+    page = status_page()
+
+    assert page["api"] == {
+        "requests": 2, "error_rate": 0.5, "avg_response_ms": 500.0, "scope": "cluster",
+    }  # fmt: skip
+    assert redis_bucket(started)["requests"] == "1"  # the read wrote nothing
+
+
+# Redis commands that change data or may: flagged "write", or scripts and transactions.
+MAY_WRITE = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "multi", "exec"}
+
+
+# A SELECT, or the server-side cursor of one (QuerySet.iterator() on PostgreSQL).
+READ_ONLY_SQL = re.compile(
+    r"\s*(SELECT\b|DECLARE\s+\S+\s+.*\bCURSOR\b.*?\bFOR\s+SELECT\b)", re.I | re.S
+)
+
+
+def command_calls(client) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+
+def writes_among(client, commands) -> set[str]:
+    """Which of `commands` write, by Redis's own flags (COMMAND INFO)."""
+    names = [name.split("|")[0] for name in commands]
+    infos = client.execute_command("COMMAND", "INFO", *names)
+    return {
+        name
+        for name, info in zip(names, infos.values() if isinstance(infos, dict) else infos)
+        if name in MAY_WRITE or "write" in (info or {}).get("flags", [])
+    }
+
+
+def test_reading_the_status_page_writes_nothing(settings, no_flusher):
+    """Neither Redis (counted with INFO commandstats on a Redis of its own) nor the
+    database (every statement the read issues)."""
+    import redis
+
+    heartbeat("w", 0)
+    with throwaway_redis() as (_, port):
+        settings.REDIS_PORT, settings.REDIS_DB = port, 0
+        APIClient().get("/no-such-page/")
+        request_stats.pending_write()
+        APIClient().get("/no-such-page/")  # pending: a read that wrote would write it
+        observer = redis.Redis(port=port)
+        before = command_calls(observer)
+        with CaptureQueriesContext(connection) as queries:
+            page = status_page()
+        after = command_calls(observer)
+        changed = {name for name in after if after[name] != before.get(name, 0)}
+        writes = writes_among(observer, changed - {"info"})  # (INFO: our own counting)
+
+    assert after["hmget"] - before.get("hmget", 0) == request_stats.BUCKETS  # the read, measured
+    assert writes == set(), changed
+    assert page["api"]["requests"] == 2 and page["api"]["scope"] == "cluster"
+    statements = [query["sql"] for query in queries]
+    assert statements and all(READ_ONLY_SQL.match(sql) for sql in statements), statements
+
+
+def test_figures_are_written_by_their_flusher_within_the_flush_interval(monkeypatch):
     monkeypatch.setattr(request_stats, "FLUSH_SECONDS", 0.05)
     monkeypatch.setattr(request_stats, "_flusher", request_stats._Flusher())
     started = time.time()
-    APIClient().get("/no-such-page/")  # an unlimited endpoint: no script to ride along
+    APIClient().get("/no-such-page/")
 
     deadline = time.monotonic() + 5
     while redis_bucket(started).get("requests") != "1" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert redis_bucket(started)["requests"] == "1"
+
+
+def test_figures_a_failed_flush_could_not_write_go_with_the_next_one(settings, monkeypatch):
+    """Redis down at a flush: the figures stay pending, and are written once (all or
+    nothing) when it is back."""
+    monkeypatch.setattr(redis_client, "RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(request_stats, "_flusher", request_stats._Flusher())
+    monkeypatch.setattr(request_stats._flusher, "ensure", lambda: None)  # flushes: ours only
+    started = time.time()
+    with throwaway_redis() as (redis_process, port):
+        settings.REDIS_PORT, settings.REDIS_DB = port, 0
+        request_stats.request_record(status=200, duration_s=0.1)
+        redis_process.kill()
+        redis_process.wait(timeout=10)
+        request_stats.request_record(status=503, duration_s=0.3)
+        request_stats.pending_write()  # fails: both kept
+        assert redis_client.redis_breaker().down
+        with throwaway_redis(port=port):
+            request_stats.pending_write()
+            request_stats.pending_write()  # nothing left: nothing written twice
+            bucket = redis_bucket(started)
+
+    assert bucket["requests"] == "2" and bucket["errors"] == "1"
+    assert float(bucket["seconds"]) == pytest.approx(0.4)
+    assert not redis_client.redis_breaker().down
