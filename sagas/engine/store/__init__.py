@@ -8,6 +8,7 @@ and the read side; nothing outside this package writes those rows.
     lease_renew / lease_release             fenced lease upkeep (transition.py)
     saga_locked / saga_update               cancel and retry (control.py)
     next_due_at()                           when idle workers should look again (a read)
+    GroupWriter                             group commit of a worker's transitions
 """
 
 from sagas.engine.store.claim import next_due_at, saga_claim
@@ -23,10 +24,12 @@ from sagas.engine.store.records import (
 )
 from sagas.engine.store.start import saga_insert
 from sagas.engine.store.transition import lease_release, lease_renew, transition_record
+from sagas.engine.store.writer import GroupWriter
 
 __all__ = [
     "EVENT_LISTENERS",
     "AttemptClose",
+    "GroupWriter",
     "AttemptOpen",
     "CancelRequested",
     "Claimed",

@@ -20,6 +20,7 @@ from django.db import transaction
 from sagas.engine.store import dialect
 from sagas.engine.store.events import event_emit, transition_events
 from sagas.engine.store.records import AttemptClose, AttemptOpen, CancelRequested, Lease, LeaseLost
+from sagas.engine.store.writer import GroupWriter
 from sagas.engine.transitions import SagaState
 from sagas.models import SagaAttempt, SagaInstance
 
@@ -53,12 +54,14 @@ def transition_record(
     closed: AttemptClose | None = None,
     opened: AttemptOpen | None = None,
     release: bool = False,
+    writer: GroupWriter | None = None,
 ) -> None:
     """Persist `state` (and the attempt rows) if we still hold the lease; else LeaseLost.
 
     Held, the saga's `next_attempt_at` is the lease expiry: when another worker may take
     it over. Released, it is the state's own (a retry time, or None when finished).
     `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
+    With a `writer`, the write is committed with other sagas' (writer.py).
     """
     # The worker re-reads cancel_requested at each transition at no cost: until it knows
     # of a cancel, the fence also requires it unset — the final write included, so that a
@@ -76,7 +79,7 @@ def transition_record(
     def write() -> int:
         return _write(params, watch_cancel, closes, opens)
 
-    written = write()
+    written = write() if writer is None else writer.write(write)
     if written != 1:
         _raise_missed(lease, watch_cancel)
     for event in transition_events(lease, before, state, closed):
