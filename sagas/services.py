@@ -6,16 +6,14 @@
 import json
 import logging
 import uuid
-from datetime import timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
-from sagas.engine import pgsql
-from sagas.engine.wakeup import wake_workers
+from sagas.engine import store
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
 from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
@@ -108,14 +106,8 @@ def _saga_insert(
     """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
     if version is not None and not selectors.version_in_range(version):
         _definition_for_start(name, version)  # raises the 400: no such version (or name)
-    if connection.vendor != "postgresql":
-        saga_definition = _definition_for_start(name, version)
-        with transaction.atomic():
-            saga = _saga_create(saga_definition, saga_input, key, fingerprint, request_id)
-            transaction.on_commit(wake_workers)
-        return saga
-    # PostgreSQL: the definition lookup, the INSERT and the NOTIFY as one statement, its
-    # own transaction (a savepoint only inside a caller's transaction).
+    # The store: on PostgreSQL the definition lookup, the INSERT and the NOTIFY as one
+    # statement, its own transaction (a savepoint only inside a caller's transaction).
     params = {
         "name": name,
         "version": version,
@@ -129,11 +121,7 @@ def _saga_insert(
         "fingerprint": fingerprint,
         "request_id": request_id,
     }
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            saga = pgsql.saga_insert(params=params)
-    else:
-        saga = pgsql.saga_insert(params=params)
+    saga = store.saga_insert(params=params)
     if saga is None:
         _definition_for_start(name, version)  # raises the 400 that says what is missing
         raise ValidationError({"definition": [f"Unknown saga definition '{name}'."]})
@@ -154,27 +142,6 @@ def _definition_for_start(name: str, version: int | None) -> SagaDefinition:
     if version is not None and selectors.definition_get(name=name) is not None:
         raise ValidationError({"version": [f"Definition '{name}' has no version {version}."]})
     raise ValidationError({"definition": [f"Unknown saga definition '{name}'."]})
-
-
-def _saga_create(
-    definition: SagaDefinition, saga_input: dict, key: str | None, fingerprint: str, request_id: str
-) -> SagaInstance:
-    now = timezone.now()
-    return SagaInstance.objects.create(
-        definition=definition,
-        definition_name=definition.name,
-        definition_version=definition.version,
-        status=SagaStatus.PENDING,
-        input=saga_input,
-        steps=[_initial_step(step["name"]) for step in definition.steps],
-        current_step=0,
-        phase=Phase.ACTION,
-        next_attempt_at=now,  # due at once
-        deadline_at=now + timedelta(seconds=definition.timeout_seconds),
-        idempotency_key=key or None,
-        request_fingerprint=fingerprint,
-        request_id=request_id,
-    )
 
 
 def _initial_step(name: str) -> dict:

@@ -8,15 +8,11 @@ transaction on the locked row; the worker picks the saga up at its next transiti
 from django.db import transaction
 from django.utils import timezone
 
-from sagas.engine.record import event_emit
+from sagas.engine.store import event_emit, saga_locked, saga_update
 from sagas.engine.transitions import cancel_refusal
 from sagas.engine.wakeup import wake_workers
 from sagas.errors import Conflict
 from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
-
-
-def _locked(saga_id) -> SagaInstance:
-    return SagaInstance.objects.select_for_update().get(id=saga_id)
 
 
 def saga_cancel(*, saga_id) -> SagaInstance:
@@ -27,7 +23,7 @@ def saga_cancel(*, saga_id) -> SagaInstance:
     terminal, or already has an accepted cancel.
     """
     with transaction.atomic():
-        saga = _locked(saga_id)
+        saga = saga_locked(saga_id)
         _cancel_check(saga)
         if saga.status == SagaStatus.PENDING and saga.lease_token is None:
             _cancel_unstarted(saga)
@@ -58,16 +54,8 @@ def _cancel_unstarted(saga: SagaInstance) -> None:
     }
     saga.finished_at = now
     saga.next_attempt_at = None
-    saga.save(
-        update_fields=[
-            "steps",
-            "status",
-            "cancel_requested",
-            "error",
-            "finished_at",
-            "next_attempt_at",
-            "updated_at",
-        ]
+    saga_update(
+        saga, ["steps", "status", "cancel_requested", "error", "finished_at", "next_attempt_at"]
     )
 
 
@@ -89,12 +77,12 @@ def _finished_event(saga: SagaInstance) -> dict:
 
 def _request_cancel(saga: SagaInstance) -> None:
     saga.cancel_requested = True
-    fields = ["cancel_requested", "updated_at"]
+    fields = ["cancel_requested"]
     if saga.lease_token is None or saga.lease_expires_at <= timezone.now():
         # Nobody holds it (e.g. waiting out a retry backoff): make it due now.
         saga.next_attempt_at = timezone.now()
         fields.append("next_attempt_at")
-    saga.save(update_fields=fields)
+    saga_update(saga, fields)
 
 
 def saga_retry(*, saga_id) -> SagaInstance:
@@ -104,7 +92,7 @@ def saga_retry(*, saga_id) -> SagaInstance:
     new budget starts. Raises Conflict unless the saga is `failed` (HTTP 409).
     """
     with transaction.atomic():
-        saga = _locked(saga_id)
+        saga = saga_locked(saga_id)
         if saga.status != SagaStatus.FAILED:
             raise Conflict(
                 f"Only failed sagas can be retried; this one is {saga.status}.",
@@ -116,6 +104,6 @@ def saga_retry(*, saga_id) -> SagaInstance:
         saga.status = SagaStatus.COMPENSATING
         saga.finished_at = None
         saga.next_attempt_at = timezone.now()
-        saga.save(update_fields=["steps", "status", "finished_at", "next_attempt_at", "updated_at"])
+        saga_update(saga, ["steps", "status", "finished_at", "next_attempt_at"])
     transaction.on_commit(wake_workers)
     return saga

@@ -28,6 +28,7 @@ from sagas.engine.record import (
     LeaseLost,
     transition_record,
 )
+from sagas.engine.store import GroupWriter
 from sagas.engine.transitions import (
     call_interrupted,
     call_settle,
@@ -70,6 +71,9 @@ class Runtime:
     stopping: Callable[[], bool] = lambda: False
     # Told when a released saga becomes due again (idle threads wake for it).
     released: Callable[[datetime | None], None] = lambda due: None
+    # Commits the transitions of this process's sagas together (store/writer.py); None:
+    # each in its own transaction.
+    writer: GroupWriter | None = None
 
 
 def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
@@ -151,6 +155,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         lease_seconds=runtime.lease_seconds,
         closed=closed,
         opened=opened,
+        writer=runtime.writer,
     )
     return state, request
 
@@ -172,6 +177,7 @@ def _hand_back(lease, before, state, closed, call, runtime) -> None:
         lease_seconds=runtime.lease_seconds,
         closed=closed,
         release=True,
+        writer=runtime.writer,
     )
     runtime.released(state.next_attempt_at)
 

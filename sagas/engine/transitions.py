@@ -6,7 +6,7 @@
     interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
     cancel_refusal(status, cancel_requested) -> reason | None   may a cancel be accepted
 
-The executor persists each returned state with one fenced write (record.py).
+The executor persists each returned state with one fenced write (the store).
 """
 
 from dataclasses import dataclass, replace

@@ -22,6 +22,7 @@ from sagas.engine.claim import Claimed, next_due_at, saga_claim
 from sagas.engine.executor import PlanCache, Runtime, saga_run
 from sagas.engine.locks import saga_locks_from_settings
 from sagas.engine.record import Lease, lease_release, lease_renew
+from sagas.engine.store import GroupWriter
 from sagas.engine.wakeup import Wakeups, listener_start, wake_workers
 from sagas.models import TERMINAL_STATUSES, WorkerHeartbeat
 
@@ -62,6 +63,7 @@ class Worker:
             plans=PlanCache(),
             stopping=self.stopping.is_set,
             released=self.wakeups.due,
+            writer=GroupWriter(),
         )
         self._held: dict[str, Lease] = {}
         self._held_lock = threading.Lock()
@@ -204,6 +206,7 @@ class Worker:
         """Serve until stopped; then hand back or finish within the grace period."""
         started_at = timezone.now()
         self._heartbeat(started_at)
+        self.runtime.writer.start()
         threads = [
             threading.Thread(target=self.serve, name=f"saga-worker-{n}", daemon=True)
             for n in range(self.concurrency)
@@ -220,6 +223,7 @@ class Worker:
             self.stopping.wait(keep_every)
             self._keep(started_at)
         self._drain(threads, started_at, keep_every)
+        self.runtime.writer.stop()
         _safely(lambda: WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete())
         logger.info("saga worker stopped", extra={"worker_id": self.worker_id})
         return 0

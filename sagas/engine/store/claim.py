@@ -1,0 +1,144 @@
+"""Claiming due work: one saga at a time, leased to one worker.
+
+Due: active, `next_attempt_at <= now`, and no live lease. The row is leased by one
+UPDATE … WHERE id = (pick) AND (still due) RETURNING: on PostgreSQL the pick is a subquery
+that locks with SKIP LOCKED (workers never queue on each other; one statement); on SQLite
+a candidate read just before. The new lease token fences every later write. "Now" is the
+dialect's clock (dialect.py).
+"""
+
+# ruff: noqa: S608
+
+import uuid
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import DurationField, ExpressionWrapper, Min
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from sagas.engine.store import dialect
+from sagas.engine.store.records import Claimed, Lease
+from sagas.engine.transitions import SagaState
+from sagas.models import ACTIVE_STATUSES, SagaInstance
+
+SAGA = SagaInstance._meta.db_table
+ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+CLAIMED_COLUMNS = (
+    "id",
+    "status",
+    "phase",
+    "current_step",
+    "steps",
+    "error",
+    "cause",
+    "cancel_requested",
+    "deadline_at",
+    "started_at",
+    "finished_at",
+    "input",
+    "definition_id",
+    "definition_name",
+    "created_at",
+    "request_id",
+)
+
+
+def _due_sql() -> str:
+    now = dialect.now_sql()
+    return (
+        f"status IN ({ACTIVE}) AND next_attempt_at <= {now}"
+        f" AND (lease_expires_at IS NULL OR lease_expires_at <= {now})"
+    )
+
+
+def _pick_sql() -> str:
+    """The most overdue saga's id: on PostgreSQL a subquery that skips rows other workers
+    are claiming; on SQLite a candidate read just before (`candidate`)."""
+    if not dialect.is_postgresql():
+        return "%(candidate)s"
+    return (
+        f"SELECT id FROM {SAGA} WHERE {_due_sql()} ORDER BY next_attempt_at LIMIT 1"
+        f" {dialect.skip_locked()}"
+    )
+
+
+def _claim_sql() -> str:
+    expiry = dialect.later_sql("lease_seconds")
+    # Held, a saga is due again only when its lease runs out (a crashed worker). Taken
+    # only if it is still due as the UPDATE runs: a compare-and-set on a token read
+    # before is not enough, as another thread may claim it, make a call and release it
+    # (the same empty token again) in between, and the saga would run again from the
+    # state read before that call (a call made twice under one attempt number).
+    return (
+        f"UPDATE {SAGA} SET lease_owner = %(owner)s, lease_token = %(token)s,"
+        f" lease_expires_at = {expiry}, next_attempt_at = {expiry}"
+        f" WHERE id = ({_pick_sql()}) AND {_due_sql()}"
+        f" RETURNING {', '.join(CLAIMED_COLUMNS)}"
+    )
+
+
+def saga_claim(*, owner: str, now: datetime, lease_seconds: float) -> Claimed | None:
+    """Lease the most overdue saga to `owner`, or None when nothing is due.
+
+    `now` is the worker's clock, used on SQLite only: on PostgreSQL the statements read
+    the database's clock."""
+    token = uuid.uuid4()
+    params = {
+        "owner": owner,
+        "token": dialect.adapt(SagaInstance, "lease_token", token),
+        **dialect.clock_params(now, lease_seconds=lease_seconds),
+    }
+    if not dialect.is_postgresql():
+        # SQLite: the candidate first, so the UPDATE holds the write lock for as short as
+        # possible (its RETURNING row is read while it holds it).
+        due = f"SELECT id FROM {SAGA} WHERE {_due_sql()} ORDER BY next_attempt_at LIMIT 1"
+        candidates = dialect.execute(due, params)
+        if not candidates:
+            return None
+        params["candidate"] = candidates[0][0]
+    rows = dialect.execute(_claim_sql(), params)
+    if not rows:
+        return None
+    return _claimed(dialect.row_values(SagaInstance, CLAIMED_COLUMNS, rows[0]), owner, token)
+
+
+def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
+    lease = Lease(
+        saga_id=row["id"],
+        token=token,
+        owner=owner,
+        definition=row["definition_name"],
+        created_at=row["created_at"],
+        # Sagas started before the id was kept: their own id, the same on every call.
+        request_id=row["request_id"] or row["id"].hex,
+    )
+    state = SagaState(
+        status=row["status"],
+        phase=row["phase"],
+        current_step=row["current_step"],
+        steps=row["steps"],
+        error=row["error"],
+        cause=row["cause"],
+        cancel_requested=row["cancel_requested"],
+        deadline_at=row["deadline_at"],
+        # Its due time has come (or its holder's lease ran out): due now.
+        next_attempt_at=None,
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+    return Claimed(lease, state, row["input"], row["definition_id"])
+
+
+def next_due_at() -> datetime | None:
+    """When the earliest waiting saga becomes due, by this process's clock (idle workers
+    sleep until then; a read). On PostgreSQL the wait is measured by the database's clock,
+    which the claim's due check reads: a worker whose clock is off neither spins nor
+    oversleeps."""
+    waiting = SagaInstance.objects.filter(status__in=ACTIVE_STATUSES)
+    if connection.vendor != "postgresql":
+        return waiting.aggregate(due=Min("next_attempt_at"))["due"]
+    wait = waiting.aggregate(
+        wait=ExpressionWrapper(Min("next_attempt_at") - Now(), output_field=DurationField())
+    )["wait"]
+    return None if wait is None else timezone.now() + wait

@@ -1,0 +1,100 @@
+"""The start of a saga (POST /api/sagas/): the row, with its steps built from the
+definition's, committed before the 202.
+
+On PostgreSQL the definition lookup, the INSERT and the NOTIFY to the workers are one
+statement (the NOTIFY is delivered when it commits). On SQLite, the embedded default, the
+definition is read first and the row inserted by the same INSERT … RETURNING; workers
+there find it by polling (there is no NOTIFY).
+"""
+
+# ruff: noqa: S608
+
+import contextlib
+import json
+from datetime import timedelta
+
+from django.db import connection, transaction
+
+from sagas.engine.store import dialect
+from sagas.engine.wakeup import CHANNEL
+from sagas.models import SagaDefinition, SagaInstance
+
+SAGA = SagaInstance._meta.db_table
+DEFINITION = SagaDefinition._meta.db_table
+SAGA_COLUMNS = tuple(field.attname for field in SagaInstance._meta.concrete_fields)
+INSERTED = (
+    "id, definition_id, definition_name, definition_version, status, input, steps,"
+    " current_step, phase, cancel_requested, next_attempt_at, lease_owner,"
+    " idempotency_key, request_fingerprint, request_id, created_at, deadline_at, updated_at"
+)
+POSTGRESQL_SQL = f"""
+WITH definition AS (
+    SELECT id, name, version, timeout_seconds, steps FROM {DEFINITION}
+    WHERE name = %(name)s AND (%(version)s::integer IS NULL OR version = %(version)s::integer)
+    ORDER BY version DESC
+    LIMIT 1
+), saga AS (
+    INSERT INTO {SAGA} ({INSERTED})
+    SELECT %(id)s::uuid, id, name, version, %(status)s, %(input)s::jsonb,
+        (SELECT coalesce(jsonb_agg(
+                    jsonb_set(%(step)s::jsonb, '{{name}}', step -> 'name') ORDER BY n),
+                '[]'::jsonb)
+            FROM jsonb_array_elements(definition.steps) WITH ORDINALITY AS each(step, n)),
+        0, %(phase)s, false, %(now)s::timestamptz, '',
+        %(key)s, %(fingerprint)s, %(request_id)s, %(now)s::timestamptz,
+        %(now)s::timestamptz + make_interval(secs => timeout_seconds), %(now)s::timestamptz
+    FROM definition
+    RETURNING {", ".join(SAGA_COLUMNS)}
+)
+SELECT saga.*, pg_notify('{CHANNEL}', '') FROM saga
+"""
+SQLITE_SQL = f"""
+INSERT INTO {SAGA} ({INSERTED})
+VALUES (%(id)s, %(definition_id)s, %(definition_name)s, %(definition_version)s, %(status)s,
+    %(input)s, %(steps)s, 0, %(phase)s, false, %(now)s, '', %(key)s, %(fingerprint)s,
+    %(request_id)s, %(now)s, %(deadline_at)s, %(now)s)
+RETURNING {", ".join(SAGA_COLUMNS)}
+"""
+
+
+def saga_insert(*, params: dict) -> SagaInstance | None:
+    """Insert a new saga of the named definition (its latest version unless `version`),
+    committed (a savepoint inside a caller's transaction); None when there is no such
+    definition or version.
+
+    `params`: name, version, id, status, input (JSON text), step (the initial step as JSON
+    text; its name is filled in per step), phase, now, key, fingerprint, request_id.
+    """
+    # No transaction of our own outside one: the statement is its own (autocommit).
+    with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+        if dialect.is_postgresql():
+            rows = dialect.execute(POSTGRESQL_SQL, params)
+        else:
+            rows = _sqlite_insert(params)
+    if not rows:
+        return None
+    values = dialect.row_values(SagaInstance, SAGA_COLUMNS, rows[0][: len(SAGA_COLUMNS)])
+    return SagaInstance.from_db(connection.alias, SAGA_COLUMNS, list(values.values()))
+
+
+def _sqlite_insert(params: dict) -> list:
+    definitions = SagaDefinition.objects.filter(name=params["name"])
+    if params["version"] is not None:
+        definitions = definitions.filter(version=params["version"])
+    definition = definitions.order_by("-version").first()
+    if definition is None:
+        return []
+    step = json.loads(params["step"])
+    steps = [step | {"name": each["name"]} for each in definition.steps]
+    now = params["now"]
+    deadline = now + timedelta(seconds=definition.timeout_seconds)
+    values = {
+        "id": dialect.adapt(SagaInstance, "id", params["id"]),
+        "definition_id": definition.id,
+        "definition_name": definition.name,
+        "definition_version": definition.version,
+        "steps": json.dumps(steps),
+        "now": dialect.adapt(SagaInstance, "created_at", now),
+        "deadline_at": dialect.adapt(SagaInstance, "deadline_at", deadline),
+    }
+    return dialect.execute(SQLITE_SQL, params | values)

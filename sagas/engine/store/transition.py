@@ -1,0 +1,228 @@
+"""The engine's write path: every transition is one short transaction, fenced.
+
+    fenced UPDATE of the saga row  (WHERE id = … AND lease_token = …, row count checked)
+    + the attempt row it closes and/or opens
+    then, after the commit, the events (events.py).
+
+On PostgreSQL the pieces are one data-modifying statement (a CTE is atomic on its own: no
+BEGIN/COMMIT round trips); on SQLite the same pieces run as the statements of one short
+transaction. Zero rows means another worker took the lease over: LeaseLost, and the caller
+stops quietly without having recorded anything. Lease renewal and release are fenced the
+same way.
+"""
+
+# ruff: noqa: S608
+
+from datetime import datetime
+
+from django.db import transaction
+
+from sagas.engine.store import dialect
+from sagas.engine.store.events import event_emit, transition_events
+from sagas.engine.store.records import AttemptClose, AttemptOpen, CancelRequested, Lease, LeaseLost
+from sagas.engine.store.writer import GroupWriter
+from sagas.engine.transitions import SagaState
+from sagas.models import SagaAttempt, SagaInstance
+
+SAGA = SagaInstance._meta.db_table
+ATTEMPT = SagaAttempt._meta.db_table
+STATE_COLUMNS = (
+    "status",
+    "phase",
+    "current_step",
+    "steps",
+    "error",
+    "cause",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "lease_token",
+    "lease_owner",
+    "next_attempt_at",
+)
+OPEN_COLUMNS = ("step", "step_index", "phase", "attempt", "method", "url", "started_at")
+CLOSE_COLUMNS = ("status_code", "outcome", "error", "duration_ms")
+
+
+def transition_record(
+    *,
+    lease: Lease,
+    before: str,
+    state: SagaState,
+    now: datetime,
+    lease_seconds: float,
+    closed: AttemptClose | None = None,
+    opened: AttemptOpen | None = None,
+    release: bool = False,
+    writer: GroupWriter | None = None,
+) -> None:
+    """Persist `state` (and the attempt rows) if we still hold the lease; else LeaseLost.
+
+    Held, the saga's `next_attempt_at` is the lease expiry: when another worker may take
+    it over. Released, it is the state's own (a retry time, or None when finished).
+    `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
+    With a `writer`, the write is committed with other sagas' (writer.py).
+    """
+    # The worker re-reads cancel_requested at each transition at no cost: until it knows
+    # of a cancel, the fence also requires it unset — the final write included, so that a
+    # saga never ends `completed` (or `compensated`) after a cancel was accepted (§9.1) —
+    # and a miss tells which condition failed.
+    watch_cancel = not state.cancel_requested
+    params = _state_params(lease, state, now, release)
+    params |= dialect.clock_params(now, lease_seconds=None if release else lease_seconds)
+    if closed is not None:
+        params |= _close_params(closed)
+    if opened is not None:
+        params |= _open_params(opened)
+    closes, opens = closed is not None, opened is not None
+
+    def write() -> int:
+        return _write(params, watch_cancel, closes, opens)
+
+    written = write() if writer is None else writer.write(write)
+    if written != 1:
+        _raise_missed(lease, watch_cancel)
+    for event in transition_events(lease, before, state, closed):
+        event_emit(event)
+
+
+def _write(params: dict, watch_cancel: bool, closes: bool, opens: bool) -> int:
+    if dialect.is_postgresql():
+        parts = [f"saga AS ({_saga_update(watch_cancel)})"]
+        if closes:
+            parts.append(f"closed AS ({_attempt_close('(SELECT id FROM saga)')})")
+        if opens:
+            parts.append(f"opened AS ({_attempt_open('id', 'FROM saga')})")
+        sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM saga"
+        return dialect.execute(sql, params)[0][0]
+    with transaction.atomic():
+        if not dialect.execute(_saga_update(watch_cancel), params):
+            return 0
+        if closes:
+            dialect.execute(_attempt_close("(%(id)s)"), params)
+        if opens:
+            dialect.execute(_attempt_open("%(id)s", ""), params)
+    return 1
+
+
+def _saga_update(watch_cancel: bool) -> str:
+    expiry = dialect.later_sql("lease_seconds")
+    guard = " AND cancel_requested = false" if watch_cancel else ""
+    return (
+        f"UPDATE {SAGA} SET status = %(status)s, phase = %(phase)s,"
+        f" current_step = %(current_step)s, steps = {dialect.cast('steps', 'jsonb')},"
+        f" error = {dialect.cast('error', 'jsonb')}, cause = {dialect.cast('cause', 'jsonb')},"
+        " started_at = %(started_at)s, finished_at = %(finished_at)s,"
+        " updated_at = %(updated_at)s,"
+        " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
+        # Held (lease_seconds set), the expiry, which is also when the saga is due again;
+        # released (NULL), no expiry and the state's own due time.
+        f" lease_expires_at = {expiry},"
+        f" next_attempt_at = coalesce({expiry}, {dialect.cast('next_attempt_at', 'timestamptz')})"
+        f" WHERE id = %(id)s AND lease_token = %(token)s{guard} RETURNING id"
+    )
+
+
+def _attempt_close(saga_ids: str) -> str:
+    return (
+        f"UPDATE {ATTEMPT} SET status_code = %(c_status_code)s, outcome = %(c_outcome)s,"
+        " error = %(c_error)s, duration_ms = %(c_duration_ms)s"
+        f" WHERE saga_id IN {saga_ids} AND step_index = %(c_step_index)s"
+        " AND phase = %(c_phase)s AND attempt = %(c_attempt)s AND outcome IS NULL"
+    )
+
+
+def _attempt_open(saga_id: str, source: str) -> str:
+    return (
+        f"INSERT INTO {ATTEMPT} (saga_id, {', '.join(OPEN_COLUMNS)})"
+        f" SELECT {saga_id}, %(o_step)s, {dialect.cast('o_step_index', 'integer')},"
+        f" %(o_phase)s, {dialect.cast('o_attempt', 'integer')}, %(o_method)s, %(o_url)s,"
+        f" {dialect.cast('o_started_at', 'timestamptz')} {source}"
+    )
+
+
+def _raise_missed(lease: Lease, watch_cancel: bool):
+    fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
+    if watch_cancel and fenced.exists():
+        raise CancelRequested(str(lease.saga_id))
+    raise LeaseLost(str(lease.saga_id))
+
+
+def _state_params(lease: Lease, state: SagaState, now: datetime, release: bool) -> dict:
+    values = {
+        "status": state.status,
+        "phase": state.phase,
+        "current_step": state.current_step,
+        "steps": state.steps,
+        "error": state.error,
+        "cause": state.cause,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "updated_at": now,
+        "lease_token": None if release else lease.token,
+        "lease_owner": "" if release else lease.owner,
+        "next_attempt_at": state.next_attempt_at,
+    }
+    params = {column: dialect.adapt(SagaInstance, column, values[column]) for column in values}
+    params["id"] = dialect.adapt(SagaInstance, "id", lease.saga_id)
+    params["token"] = dialect.adapt(SagaInstance, "lease_token", lease.token)
+    return params
+
+
+def _close_params(closed: AttemptClose) -> dict:
+    result = closed.result
+    values = {
+        "status_code": result.status_code,
+        "outcome": str(result.outcome),
+        "error": result.error,
+        "duration_ms": round(result.duration_ms, 3),
+        "step_index": closed.call.index,
+        "phase": str(closed.call.phase),
+        "attempt": closed.call.attempt,
+    }
+    return {f"c_{key}": dialect.adapt(SagaAttempt, key, value) for key, value in values.items()}
+
+
+def _open_params(opened: AttemptOpen) -> dict:
+    values = {
+        "step": opened.step,
+        "step_index": opened.call.index,
+        "phase": str(opened.call.phase),
+        "attempt": opened.call.attempt,
+        "method": opened.method,
+        "url": opened.url,
+        "started_at": opened.started_at,
+    }
+    return {f"o_{key}": dialect.adapt(SagaAttempt, key, value) for key, value in values.items()}
+
+
+def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
+    """Push the lease expiry out while a call is in flight; False if it was lost.
+
+    `now` is the worker's clock, used on SQLite only."""
+    expiry = dialect.later_sql("lease_seconds")
+    sql = (
+        f"UPDATE {SAGA} SET lease_expires_at = {expiry}, next_attempt_at = {expiry}"
+        " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id"
+    )
+    params = _fence_params(lease) | dialect.clock_params(now, lease_seconds=lease_seconds)
+    return len(dialect.execute(sql, params)) == 1
+
+
+def lease_release(*, lease: Lease, now: datetime, delay_seconds: float) -> bool:
+    """Give the saga back unchanged, due again in `delay_seconds` (shutdown, lock conflict,
+    error); `now` as for lease_renew."""
+    sql = (
+        f"UPDATE {SAGA} SET lease_token = NULL, lease_owner = '', lease_expires_at = NULL,"
+        f" next_attempt_at = {dialect.later_sql('delay_seconds')}"
+        " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id"
+    )
+    params = _fence_params(lease) | dialect.clock_params(now, delay_seconds=delay_seconds)
+    return len(dialect.execute(sql, params)) == 1
+
+
+def _fence_params(lease: Lease) -> dict:
+    return {
+        "id": dialect.adapt(SagaInstance, "id", lease.saga_id),
+        "token": dialect.adapt(SagaInstance, "lease_token", lease.token),
+    }
