@@ -20,8 +20,9 @@ from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepSt
 from sagas.observability.metrics import record_saga_started
 
 logger = logging.getLogger("sagas.api")
-# Concurrent posts of one name race for the next version number; the loser looks again.
-VERSION_RACE_RETRIES = 5
+# Concurrent posts of one name race for the next version number; the losers look again.
+# Every round stores one of them, so N posts at once need at most N rounds.
+VERSION_RACE_RETRIES = 32
 
 
 def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
