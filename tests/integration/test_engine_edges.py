@@ -24,7 +24,7 @@ from tests.saga_builders import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def checkout(participants, *, charge_timeout=None, retry=None):

@@ -21,7 +21,7 @@ from tests.saga_builders import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def checkout(participants, *, retry=None, comp_retry=None, timeout=None, timeout_seconds=60.0):

@@ -13,7 +13,7 @@ from sagas.engine.claim import next_due_at, saga_claim
 from sagas.engine.record import lease_release, lease_renew, transition_record
 from tests.saga_builders import call, definition_create, saga_create, saga_get, step
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 AHEAD = timedelta(seconds=60)
 LEASE = 30.0
