@@ -5,8 +5,8 @@ REDIS_HOST at 127.0.0.1): every test. Then on the embedded default `make run` us
 DB_HOST: SQLite, a test database file per process; no REDIS_HOST: no Redis lock): only the
 tests marked `sqlite`, which must hold on both databases. Unmarked tests are deselected on
 SQLite, since they rely on PostgreSQL or Redis, and so are tests of a `sqlite` module marked
-`not_on_sqlite("why")`: what SQLite cannot do (LISTEN/NOTIFY, SKIP LOCKED across processes,
-Redis locks, the database's clock). The reason is required: it names the single-process
+`not_on_sqlite("why")`: what the embedded default cannot do (LISTEN/NOTIFY, Redis locks, the
+database's clock; docs/development.md lists them). The reason is required: it names the
 equivalent that runs on both, or says why there is none.
 """
 
