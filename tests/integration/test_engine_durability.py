@@ -16,7 +16,7 @@ from sagas.engine.wakeup import wake_workers
 from sagas.engine.worker import Worker
 from sagas.models import SagaAttempt, SagaInstance, WorkerHeartbeat
 from sagas.redis_client import redis_client_for
-from tests.participants import Reply
+from tests.participants import Held, Reply
 from tests.saga_builders import (
     attempts,
     call,
@@ -103,7 +103,8 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     no_redis = SagaLocks(None, 30)
     stale, fresh = Worker(), Worker()
     stale.locks = fresh.locks = no_redis  # the database fence alone
-    participants.script("POST", "/one", Reply(200, {"by": "stale"}, delay=0.5))
+    stale_reply = Held(Reply(200, {"by": "stale"}))
+    participants.script("POST", "/one", stale_reply)
     saga = saga_create(two_steps(participants))
     runner = in_thread(stale.tick)
     wait_until(lambda: participants.received("POST", "/one"))
@@ -112,8 +113,10 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     past = timezone.now() - timedelta(seconds=1)
     SagaInstance.objects.filter(id=saga.id).update(lease_expires_at=past, next_attempt_at=past)
     participants.script("POST", "/one", Reply(200, {"by": "fresh"}))
-    done = drive(fresh, saga)
+    drive(fresh, saga)
+    stale_reply.release()  # the stale worker's call returns only now
     runner.join(timeout=5)
+    assert not runner.is_alive()
 
     done = saga_get(saga)
     assert done.status == "completed"
