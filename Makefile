@@ -1,6 +1,7 @@
 # The README's commands. `make run`: the service with the embedded default (SQLite, no
 # servers). `make test`: the whole suite against PostgreSQL and Redis on 127.0.0.1, then
-# the tests marked `sqlite` again on the embedded default (no DB_HOST, no REDIS_HOST).
+# the tests marked `sqlite` (every engine test) again on the embedded default (no DB_HOST,
+# no REDIS_HOST).
 # The suite's shared test keys would soon hit the default rate limit: it runs with a huge one
 # (the rate-limit tests set their own limits and keys).
 PYTHON ?= python3.11
@@ -11,8 +12,8 @@ TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 	SECRET_KEY=test-secret-key-for-the-suite SAGA_API_KEY=test-saga-key \
 	INTERNAL_API_KEY=test-internal-key PROMETHEUS_MULTIPROC_DIR= \
 	RATE_LIMIT_MAX_REQUESTS=$${RATE_LIMIT_MAX_REQUESTS:-1000000}
-# The embedded default: Django on SQLite (a test database file per process), the
-# in-process lock and cache.
+# The embedded default: Django on SQLite (a test database file per pytest process, so the
+# SQLite run is parallel too), no Redis: the lease alone fences, in-process cache.
 SQLITE_TEST_ENV := $(TEST_ENV) DB_HOST= REDIS_HOST=
 
 .PHONY: run test lint format bench soak demo clean tools docker-check docker-emulate venv

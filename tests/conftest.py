@@ -2,9 +2,12 @@
 
 `make test` runs the suite twice. First on the real PostgreSQL and Redis (DB_HOST and
 REDIS_HOST at 127.0.0.1): every test. Then on the embedded default `make run` uses (no
-DB_HOST: SQLite, an in-memory test database; no REDIS_HOST: the in-process lock): only the
+DB_HOST: SQLite, a test database file per process; no REDIS_HOST: no Redis lock): only the
 tests marked `sqlite`, which must hold on both databases. Unmarked tests are deselected on
-SQLite, since they rely on PostgreSQL or Redis.
+SQLite, since they rely on PostgreSQL or Redis, and so are tests of a `sqlite` module marked
+`not_on_sqlite("why")`: what the embedded default cannot do (LISTEN/NOTIFY, Redis locks, the
+database's clock; docs/development.md lists them). The reason is required: it names the
+equivalent that runs on both, or says why there is none.
 """
 
 import shutil
@@ -41,11 +44,19 @@ def pytest_report_header(config):
     return "database: PostgreSQL"
 
 
+def runs_on_sqlite(item) -> bool:
+    return bool(item.get_closest_marker("sqlite")) and not item.get_closest_marker("not_on_sqlite")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = item.get_closest_marker("not_on_sqlite")
+        if marker and not (marker.args and str(marker.args[0]).strip()):
+            raise pytest.UsageError(f"{item.nodeid}: not_on_sqlite needs a one-line reason")
     if not on_sqlite():
         return
-    kept = [item for item in items if item.get_closest_marker("sqlite")]
-    deselected = [item for item in items if not item.get_closest_marker("sqlite")]
+    kept = [item for item in items if runs_on_sqlite(item)]
+    deselected = [item for item in items if not runs_on_sqlite(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

@@ -8,7 +8,9 @@
     server.received("POST", "/pay")       # every request: method, path, headers, body, time
 
 Replies of a script are used in order; the last one repeats. A path ending in `*` matches
-by prefix. Unscripted requests get 200 `{}`. A reply may be a callable taking the request.
+by prefix. Unscripted requests get 200 `{}`. A reply may be a callable taking the request,
+e.g. `Held(reply)`, which answers only once the test calls `release()`: the test acts while
+the call is certainly in flight, however slow the box.
 """
 
 import json
@@ -35,6 +37,22 @@ class Reply:
         if isinstance(self.body, str):
             return self.body.encode(), "text/plain"
         return json.dumps(self.body).encode(), "application/json"
+
+
+class Held:
+    """`reply`, held back until `release()` (or `timeout` seconds, so a failing test ends)."""
+
+    def __init__(self, reply: Reply, timeout: float = 10.0):
+        self.reply = reply
+        self.timeout = timeout
+        self._released = threading.Event()
+
+    def __call__(self, request) -> Reply:
+        self._released.wait(self.timeout)
+        return self.reply
+
+    def release(self) -> None:
+        self._released.set()
 
 
 @dataclass

@@ -23,6 +23,8 @@ def worker_env(**overrides) -> dict:
         SAGA_WORKER_POLL_SECONDS="0.2",
         SAGA_WORKER_HEARTBEAT_SECONDS="0.5",
     )
+    if connection.vendor == "sqlite":
+        env["SQLITE_PATH"] = connection.settings_dict["NAME"]  # the test database file
     env.update({key: str(value) for key, value in overrides.items()})
     return env
 

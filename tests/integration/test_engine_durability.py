@@ -4,20 +4,19 @@ import logging
 import time
 from datetime import timedelta
 
-import psycopg2
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
 from sagas.engine.locks import SagaLocks, lock_key
 from sagas.engine.wakeup import wake_workers
 from sagas.engine.worker import Worker
-from sagas.models import SagaInstance, WorkerHeartbeat
+from sagas.models import SagaAttempt, SagaInstance, WorkerHeartbeat
 from sagas.redis_client import redis_client_for
-from tests.participants import Reply
+from tests.participants import Held, Reply
 from tests.saga_builders import (
     attempts,
     call,
@@ -30,7 +29,7 @@ from tests.saga_builders import (
 )
 from tests.support import free_port, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def two_steps(participants, **retry):
@@ -44,37 +43,41 @@ def two_steps(participants, **retry):
 
 
 def db_observer(saga_id):
-    """What another database session sees at the moment a participant is called."""
-    params = connection.settings_dict
+    """What another database session sees at the moment a participant is called: the
+    participant server's thread reads through its own connection."""
+    caller = connections["default"]  # the test thread's, which drives the worker
     seen = []
 
     def observe(request):
-        conn = psycopg2.connect(
-            dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"]
-        )
         try:
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+            rows = list(
+                SagaAttempt.objects.filter(saga_id=saga_id)
+                .order_by("id")
+                .values_list("step", "attempt", "outcome")
             )
-            idle_in_transaction = cur.fetchone()[0]
-            cur.execute(
-                "SELECT step, attempt, outcome FROM sagas_sagaattempt WHERE saga_id = %s"
-                " ORDER BY id",
-                [str(saga_id)],
-            )
-            rows = cur.fetchall()
-            cur.execute("SELECT steps FROM sagas_sagainstance WHERE id = %s", [str(saga_id)])
-            steps = cur.fetchone()[0]
+            steps = SagaInstance.objects.values_list("steps", flat=True).get(id=saga_id)
+            open_transactions = transactions_open_elsewhere(caller)
         finally:
-            conn.close()
+            connection.close()  # this thread's
         seen.append(
-            {"path": request.path, "idle_tx": idle_in_transaction, "rows": rows, "steps": steps}
+            {"path": request.path, "open_tx": open_transactions, "rows": rows, "steps": steps}
         )
         return Reply(200, {"ok": True})
 
     return seen, observe
+
+
+def transactions_open_elsewhere(caller) -> int:
+    """Sessions other than this thread's with a transaction open. PostgreSQL lists every
+    session; SQLite has no such view: the one that could hold one is the caller's."""
+    if connection.vendor != "postgresql":
+        return int(caller.in_atomic_block or caller.connection.in_transaction)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
 
 
 def test_no_call_inside_a_transaction_and_each_transition_committed_first(participants, worker):
@@ -87,7 +90,7 @@ def test_no_call_inside_a_transaction_and_each_transition_committed_first(partic
     assert drive(worker, saga).status == "completed"
 
     first, second = seen
-    assert first["idle_tx"] == 0 and second["idle_tx"] == 0
+    assert first["open_tx"] == 0 and second["open_tx"] == 0
     # The attempt row is committed before its call, still open (no outcome).
     assert first["rows"] == [("one", 1, None)]
     assert second["rows"] == [("one", 1, "succeeded"), ("two", 1, None)]
@@ -100,7 +103,8 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     no_redis = SagaLocks(None, 30)
     stale, fresh = Worker(), Worker()
     stale.locks = fresh.locks = no_redis  # the database fence alone
-    participants.script("POST", "/one", Reply(200, {"by": "stale"}, delay=0.5))
+    stale_reply = Held(Reply(200, {"by": "stale"}))
+    participants.script("POST", "/one", stale_reply)
     saga = saga_create(two_steps(participants))
     runner = in_thread(stale.tick)
     wait_until(lambda: participants.received("POST", "/one"))
@@ -109,8 +113,10 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     past = timezone.now() - timedelta(seconds=1)
     SagaInstance.objects.filter(id=saga.id).update(lease_expires_at=past, next_attempt_at=past)
     participants.script("POST", "/one", Reply(200, {"by": "fresh"}))
-    done = drive(fresh, saga)
+    drive(fresh, saga)
+    stale_reply.release()  # the stale worker's call returns only now
     runner.join(timeout=5)
+    assert not runner.is_alive()
 
     done = saga_get(saga)
     assert done.status == "completed"
@@ -126,6 +132,9 @@ def test_a_worker_whose_lease_was_taken_over_records_nothing(participants):
     assert keys == {f"{saga.id}:one:action"}
 
 
+@pytest.mark.not_on_sqlite(
+    "Redis locks: without REDIS_HOST the lease alone fences (test_a_worker_whose_lease_was_taken_…)"
+)
 def test_a_held_redis_lock_keeps_a_second_worker_from_calling(participants, worker):
     saga = saga_create(two_steps(participants))
     client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT, db=settings.REDIS_DB)
@@ -188,24 +197,55 @@ def test_one_sagas_bug_is_logged_and_rescheduled_and_the_worker_lives_on(
     assert drive(worker, good).status == "completed"
 
 
-def test_running_worker_wakes_on_notify_heartbeats_and_stops_cleanly(participants):
-    worker = Worker(concurrency=2, poll_seconds=30, heartbeat_seconds=0.2)
+@pytest.mark.not_on_sqlite(
+    "LISTEN/NOTIFY: on SQLite idle workers poll (test_an_idle_worker_picks_up_new_work_by_polling)"
+)
+def test_an_idle_worker_is_woken_by_notify_not_by_the_poll(participants):
+    worker = Worker(concurrency=2, poll_seconds=30)
     runner = in_thread(worker.run)
-    wait_until(lambda: WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists())
-    time.sleep(0.3)  # the threads are idle, sleeping up to the 30 s poll
+    try:
+        wait_until(lambda: WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists())
+        time.sleep(0.3)  # the threads are idle, sleeping up to the 30 s poll
 
-    started = time.monotonic()
-    saga = saga_create(two_steps(participants))
-    wake_workers()
-    wait_until(lambda: saga_get(saga).status == "completed", timeout=5)
-    assert time.monotonic() - started < 2  # woken, not polled
+        started = time.monotonic()
+        saga = saga_create(two_steps(participants))
+        wake_workers()
+        wait_until(lambda: saga_get(saga).status == "completed", timeout=5)
+        assert time.monotonic() - started < 2  # woken, not polled
+    finally:
+        worker.stop()
+        runner.join(timeout=5)
 
-    # A retry due soon is picked up at its due time, not at the next poll.
+
+def test_an_idle_worker_picks_up_new_work_by_polling(participants):
+    """SQLite's wake-up (no NOTIFY there, `wake_workers()` does nothing): the poll."""
+    worker = Worker(concurrency=2, poll_seconds=0.2)
+    runner = in_thread(worker.run)
+    try:
+        wait_until(lambda: WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists())
+        time.sleep(0.3)  # the threads are idle
+
+        saga = saga_create(two_steps(participants))  # nobody is told
+        wait_until(lambda: saga_get(saga).status == "completed", timeout=2)
+    finally:
+        worker.stop()
+        runner.join(timeout=5)
+
+
+def test_a_running_worker_takes_a_retry_at_its_due_time_heartbeats_and_stops_cleanly(
+    participants,
+):
     participants.script("POST", "/one", Reply(503), Reply(200, {}))
     retried = saga_create(two_steps(participants, delay_seconds=0.2, max_delay_seconds=1))
-    wake_workers()
-    wait_until(lambda: saga_get(retried).status == "completed", timeout=5)
+    worker = Worker(concurrency=2, poll_seconds=30, heartbeat_seconds=0.2)
+    runner = in_thread(worker.run)
 
+    # The first call fails; the retry is due 0.2 s later and taken then, not at the 30 s poll.
+    wait_until(lambda: saga_get(retried).status == "completed", timeout=5)
+    assert len(participants.received("POST", "/one")) == 2
+
+    wait_until(lambda: WorkerHeartbeat.objects.filter(worker_id=worker.worker_id).exists())
+    time.sleep(0.3)  # a heartbeat or more since
     beat = WorkerHeartbeat.objects.get(worker_id=worker.worker_id)
     assert timezone.now() - beat.last_seen_at < timedelta(seconds=1)
     worker.stop()
@@ -261,6 +301,7 @@ def test_non_ascii_header_values_are_sent_and_bad_urls_fail_permanently(particip
     assert participants.received("POST", "/two with space") == []
 
 
+@pytest.mark.not_on_sqlite("Redis locks: without REDIS_HOST there is no lock to release")
 def test_a_finished_sagas_lock_goes_with_the_next_acquire_or_when_work_runs_out(participants):
     client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT, db=settings.REDIS_DB)
     worker = Worker(concurrency=1, poll_seconds=0.05)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from sagas.engine.locks import SagaLocks
 from sagas.engine.worker import Worker
 from sagas.models import SagaInstance
-from tests.participants import Reply
+from tests.participants import Held, Reply
 from tests.saga_builders import (
     attempts,
     call,
@@ -24,7 +24,7 @@ from tests.saga_builders import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def checkout(participants, *, charge_timeout=None, retry=None):
@@ -94,12 +94,14 @@ def test_a_step_whose_attempts_all_certainly_failed_is_not_compensated(participa
 
 
 def test_cancel_during_the_last_action_compensates_it(participants, worker, client_api):
-    participants.script("POST", "/ship", Reply(200, {"id": "s-1"}, delay=0.5))
+    ship = Held(Reply(200, {"id": "s-1"}))
+    participants.script("POST", "/ship", ship)
     saga = saga_create(checkout(participants))
     runner = in_thread(drive, worker, saga)
     wait_until(lambda: participants.received("POST", "/ship"))
 
     assert cancel(client_api, saga).status_code == 202
+    ship.release()
     runner.join(timeout=10)
 
     done = saga_get(saga)
@@ -144,13 +146,15 @@ def test_cancel_of_a_running_saga_is_accepted_once(participants, client_api):
 def test_cancel_during_a_call_that_fails_retryably_skips_the_retry_wait(
     participants, worker, client_api
 ):
-    participants.script("POST", "/charge", Reply(503, {"detail": "busy"}, delay=0.5))
+    charge = Held(Reply(503, {"detail": "busy"}))
+    participants.script("POST", "/charge", charge)
     retry = {"max_attempts": 3, "delay_seconds": 600, "max_delay_seconds": 600}
     saga = saga_create(checkout(participants, retry=retry))
     runner = in_thread(drive, worker, saga)
     wait_until(lambda: participants.received("POST", "/charge"))
 
     assert cancel(client_api, saga).status_code == 202
+    charge.release()
     runner.join(timeout=5)
 
     done = saga_get(saga)

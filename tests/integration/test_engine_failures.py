@@ -8,7 +8,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from sagas.engine import control
-from tests.participants import Reply
+from tests.participants import Held, Reply
 from tests.saga_builders import (
     attempts,
     call,
@@ -21,7 +21,7 @@ from tests.saga_builders import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def checkout(participants, *, retry=None, comp_retry=None, timeout=None, timeout_seconds=60.0):
@@ -263,12 +263,14 @@ def test_saga_past_its_deadline_calls_nothing(participants, worker):
 
 
 def test_cancel_while_a_call_is_in_flight(participants, worker):
-    participants.script("POST", "/charge", Reply(200, {"id": "p-1"}, delay=0.4))
+    charge = Held(Reply(200, {"id": "p-1"}))
+    participants.script("POST", "/charge", charge)
     saga = saga_create(checkout(participants))
     runner = in_thread(drive, worker, saga)
     wait_until(lambda: participants.received("POST", "/charge"))
 
     control.saga_cancel(saga_id=saga.id)
+    charge.release()
     runner.join()
 
     done = saga_get(saga)

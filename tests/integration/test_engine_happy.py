@@ -4,7 +4,7 @@ from sagas.models import Phase
 from tests.participants import Reply
 from tests.saga_builders import attempts, call, definition_create, drive, saga_create, step
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def test_happy_path_calls_in_order_with_typed_templates_and_headers(participants, worker):

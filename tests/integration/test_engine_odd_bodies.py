@@ -7,7 +7,7 @@ from sagas.engine.participants import TEXT_MAX_BYTES
 from tests.participants import Reply
 from tests.saga_builders import attempts, call, definition_create, drive, saga_create, step
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 # What each participant answers with its 200, and the text the step keeps.
 ODD_BODIES = {

@@ -11,16 +11,21 @@ from django.utils import timezone
 from sagas.engine import control
 from sagas.engine.retry import JITTER
 from sagas.engine.worker import Worker
+from sagas.models import TERMINAL_STATUSES, SagaInstance
 from tests.participants import Reply
 from tests.saga_builders import (
     attempts,
+    call,
     calls_made,
     checkout_definition,
+    definition_create,
     drive,
     in_thread,
     saga_create,
     saga_get,
+    step,
 )
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
@@ -146,3 +151,38 @@ def test_cancel_of_a_waiting_saga_compensates_in_reverse_order(participants, wor
         "POST /refund",
         "DELETE /reserve/r-9",
     ]
+
+
+def test_two_workers_of_three_threads_call_every_action_once(participants):
+    """The single-process equivalent of two worker processes claiming side by side (SKIP
+    LOCKED on PostgreSQL, the conditional UPDATE on SQLite; tests/e2e has the processes)."""
+    url = participants.url
+    definition = definition_create(
+        [step("one", call(url("/one"))), step("two", call(url("/two")))], name="pair"
+    )
+    sagas = [saga_create(definition, {"n": n}) for n in range(40)]
+    workers = [Worker(concurrency=3, poll_seconds=0.05) for _ in range(2)]
+    runners = [in_thread(w.run) for w in workers]
+    try:
+        wait_until(lambda: _all_finished(sagas), timeout=30)
+    finally:
+        for w in workers:
+            w.stop()
+        for runner in runners:
+            runner.join(timeout=10)
+
+    assert {saga_get(s).status for s in sagas} == {"completed"}
+    keys = [r.header("Idempotency-Key") for r in participants.received()]
+    expected = {f"{s.id}:{name}:action" for s in sagas for name in ("one", "two")}
+    assert sorted(keys) == sorted(expected)  # each action called once, none missed
+    assert {(a.step, a.attempt, a.outcome) for s in sagas for a in attempts(s)} == {
+        ("one", 1, "succeeded"),
+        ("two", 1, "succeeded"),
+    }
+
+
+def _all_finished(sagas) -> bool:
+    ids = [s.id for s in sagas]
+    return (
+        not SagaInstance.objects.filter(id__in=ids).exclude(status__in=TERMINAL_STATUSES).exists()
+    )

@@ -22,7 +22,7 @@ from tests.saga_builders import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def one_step(participants, **retry):
@@ -94,6 +94,9 @@ def test_every_event_is_one_saga_log_line_and_reaches_the_listeners(participants
     assert [a.outcome for a in attempts(saga)] == ["retryable_error", "succeeded"]
 
 
+@pytest.mark.not_on_sqlite(
+    "LISTEN/NOTIFY: on SQLite idle workers poll (test_an_idle_worker_picks_up_new_work_by_polling)"
+)
 def test_wake_workers_inside_a_transaction_is_delivered_at_commit():
     import select
 

@@ -6,7 +6,7 @@ import pytest
 from tests.participants import Reply
 from tests.saga_builders import attempts, call, definition_create, drive, saga_create, step
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 
 def test_dot_segments_from_input_reach_the_participant_percent_encoded(participants, worker):

@@ -1,7 +1,8 @@
 """Issue 8 item 15: lease times are the database's clock on PostgreSQL, so a worker host
 whose clock runs ahead cannot take over a live lease (nor claim work early). Each engine
 function takes the worker's clock as `now`; here it is 60 s ahead. (SQLite, the embedded
-default, is one host with one clock: claim.py says why `now` is used there.)"""
+default, is one host with one clock: claim.py says why `now` is used there; the last test
+holds on both.)"""
 
 from datetime import timedelta
 
@@ -13,8 +14,12 @@ from sagas.engine.claim import next_due_at, saga_claim
 from sagas.engine.record import lease_release, lease_renew, transition_record
 from tests.saga_builders import call, definition_create, saga_create, saga_get, step
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
+# The worker's `now` is the clock on SQLite, so a skewed worker has nothing to disagree with.
+ON_DB_CLOCK = pytest.mark.not_on_sqlite(
+    "the database's clock: SQLite is one host, one clock (test_on_one_clock_a_live_lease_…)"
+)
 AHEAD = timedelta(seconds=60)
 LEASE = 30.0
 
@@ -36,6 +41,7 @@ def waiting_saga(**fields):
     return saga_create(definition, **fields)
 
 
+@ON_DB_CLOCK
 def test_a_worker_whose_clock_runs_ahead_cannot_take_a_live_lease():
     saga = waiting_saga()
     holder = saga_claim(owner="holder", now=timezone.now(), lease_seconds=LEASE)
@@ -49,6 +55,7 @@ def test_a_worker_whose_clock_runs_ahead_cannot_take_a_live_lease():
     assert_by_db_clock(held.lease_expires_at, LEASE)
 
 
+@ON_DB_CLOCK
 def test_a_worker_whose_clock_runs_ahead_claims_nothing_before_it_is_due():
     saga = waiting_saga(next_attempt_at=db_now() + timedelta(seconds=30))
 
@@ -58,6 +65,7 @@ def test_a_worker_whose_clock_runs_ahead_claims_nothing_before_it_is_due():
     assert timezone.now() + timedelta(seconds=28) < next_due_at() <= timezone.now() + AHEAD
 
 
+@ON_DB_CLOCK
 def test_every_lease_time_a_skewed_worker_writes_is_by_the_database_clock():
     saga = waiting_saga()
     ahead = timezone.now() + AHEAD
@@ -81,3 +89,21 @@ def test_every_lease_time_a_skewed_worker_writes_is_by_the_database_clock():
     released = saga_get(saga)
     assert released.lease_token is None and released.lease_expires_at is None
     assert_by_db_clock(released.next_attempt_at, 5)
+
+
+def test_on_one_clock_a_live_lease_is_kept_and_nothing_is_claimed_before_it_is_due():
+    """What the tests above guard, with no skew: it holds on both databases."""
+    saga = waiting_saga()
+    later = waiting_saga(next_attempt_at=timezone.now() + timedelta(seconds=30))
+    holder = saga_claim(owner="holder", now=timezone.now(), lease_seconds=LEASE)
+    assert holder is not None and holder.lease.saga_id == saga.id
+
+    assert saga_claim(owner="other", now=timezone.now(), lease_seconds=LEASE) is None
+
+    held = saga_get(saga)
+    assert held.lease_owner == "holder" and held.lease_token == holder.lease.token
+    expected = timezone.now() + timedelta(seconds=LEASE)
+    assert abs((held.lease_expires_at - expected).total_seconds()) < 2
+    assert saga_get(later).lease_token is None
+    # Idle workers sleep until the earlier of the two: the held lease's end or `later`.
+    assert timezone.now() + timedelta(seconds=28) < next_due_at() <= expected
