@@ -28,6 +28,7 @@ thread, so the load generator takes little CPU from the service on a small machi
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -365,6 +366,8 @@ class FinishWatcher(threading.Thread):
         self.cond = threading.Condition()
         self.stopped = False
         self.polls = 0
+        # Connected here, before the phase's first CPU snapshot, so its backend is counted.
+        self.conn = db_connect()
 
     def wait(self, saga_id: str, timeout: float = 60.0) -> str:
         done = threading.Event()
@@ -382,8 +385,7 @@ class FinishWatcher(threading.Thread):
         self.join(timeout=10)
 
     def run(self) -> None:
-        conn = db_connect()
-        with conn.cursor() as cur:
+        with self.conn.cursor() as cur:
             while True:
                 with self.cond:
                     while not self.awaited and not self.stopped:
@@ -403,7 +405,7 @@ class FinishWatcher(threading.Thread):
                         self.statuses[saga_id] = status
                         self.awaited.pop(saga_id).set()
                 time.sleep(self.poll)
-        conn.close()
+        self.conn.close()
 
 
 class Client:
@@ -413,7 +415,7 @@ class Client:
     def __init__(self, port: int, poll: float):
         self.port = port
         self.poll = poll
-        self.watcher: FinishWatcher | None = None  # one per phase (run_many)
+        self.watcher: FinishWatcher | None = None  # one per phase (watching)
         self.local = threading.local()
         self.start_ms: list[float] = []  # the client's view of POST /api/sagas/
 
@@ -450,17 +452,27 @@ class Client:
         return saga_id
 
 
-def run_many(client: Client, numbers: range, concurrency: int) -> tuple[list[str], int]:
-    """Run the sagas numbered `numbers`; their ids and the finish watcher's queries."""
+@contextlib.contextmanager
+def watching(client: Client):
+    """A finish watcher for one phase; its connection closes as the phase ends."""
     client.watcher = watcher = FinishWatcher(client.poll)
     watcher.start()
     try:
-        if concurrency == 1:
-            return [client.run_one(n) for n in numbers], watcher.polls
-        with ThreadPoolExecutor(concurrency) as pool:
-            return list(pool.map(client.run_one, numbers)), watcher.polls
+        yield watcher
     finally:
         watcher.stop()
+
+
+def run_many(client: Client, numbers: range, concurrency: int) -> list[str]:
+    if concurrency == 1:
+        return [client.run_one(n) for n in numbers]
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(client.run_one, numbers))
+
+
+def warm_up(client: Client, numbers: range, concurrency: int) -> None:
+    with watching(client):
+        run_many(client, numbers, concurrency)
 
 
 # --- Figures -----------------------------------------------------------------------------
@@ -578,37 +590,46 @@ def commits_per_saga(phase: dict, idle_per_second: float) -> float:
 def measure(client, meter, count: int, concurrency: int, first: int, profiler=None) -> dict:
     if profiler is not None:
         profiler.start()
+    with watching(client) as watcher:
+        usage = run_metered(client, meter, range(first, first + count), concurrency)
+    if profiler is not None:
+        profiler.stop()
+    figures = server_figures(usage.pop("ids"))
+    figures.update(usage)
+    figures.update(
+        concurrency=concurrency,
+        sagas_per_second=count / figures["window_s"],
+        # The watcher's queries and server_figures' one: the bench's, not the service's.
+        bench_queries=watcher.polls + 1,
+        start_request_p50_ms=percentile(sorted(client.start_ms), 50),
+        start_request_p99_ms=percentile(sorted(client.start_ms), 99),
+    )
+    return figures
+
+
+def run_metered(client: Client, meter: CpuMeter, numbers: range, concurrency: int) -> dict:
+    """Run the sagas with the CPU of every process and of the machine measured."""
     before = meter.snapshot()
     client.start_ms.clear()
     client_cpu = time.process_time()
     busy = machine_busy_seconds()
     started = time.monotonic()
-    ids, watcher_queries = run_many(client, range(first, first + count), concurrency)
+    ids = run_many(client, numbers, concurrency)
     ended = time.monotonic()
-    elapsed = ended - started
     busy = machine_busy_seconds() - busy
     client_cpu = time.process_time() - client_cpu
     cpu = CpuMeter.delta(before, meter.snapshot())
-    if profiler is not None:
-        profiler.stop()
-    figures = server_figures(ids)
-    figures.update(
-        concurrency=concurrency,
-        sagas_per_second=count / figures["window_s"],
-        client_wall_s=elapsed,
-        ended_at=ended,
-        # The watcher's queries and server_figures' one: the bench's, not the service's.
-        bench_queries=watcher_queries + 1,
-        start_request_p50_ms=percentile(sorted(client.start_ms), 50),
-        start_request_p99_ms=percentile(sorted(client.start_ms), 99),
-        cpu_ms_per_saga={name: used * 1000 / count for name, used in cpu.items()},
-    )
-    figures["cpu_ms_per_saga"]["client"] += client_cpu * 1000 / count
-    ours = sum(cpu.values()) + client_cpu
+    cpu["client"] += client_cpu
+    elapsed = ended - started
     # What else ran meanwhile (other tests on a shared box) shows here: keep it near 0.
-    figures["machine_busy_cores"] = busy / elapsed
-    figures["others_busy_cores"] = max(0.0, busy - ours) / elapsed
-    return figures
+    return {
+        "ids": ids,
+        "client_wall_s": elapsed,
+        "ended_at": ended,
+        "cpu_ms_per_saga": {name: used * 1000 / len(ids) for name, used in cpu.items()},
+        "machine_busy_cores": busy / elapsed,
+        "others_busy_cores": max(0.0, busy - sum(cpu.values())) / elapsed,
+    }
 
 
 class Floor:
@@ -734,13 +755,14 @@ def sweep_point(args: argparse.Namespace, workdir: Path, nginx: Nginx, **config)
         service.start()
         register_definition(service.port, nginx.base)
         client = Client(service.port, args.poll_ms / 1000)
-        run_many(client, range(-args.sweep_warmup, 0), args.concurrency)
+        warm_up(client, range(-args.sweep_warmup, 0), args.concurrency)
         figures = measure(
             client, service_meter(service, nginx), args.sweep_sagas, args.concurrency, 0
         )
     finally:
         service.stop()
-    return {**config, **{key: figures[key] for key in SWEPT}}
+    point = {"workers": point_args.workers, "api_workers": point_args.api_workers}
+    return point | {key: figures[key] for key in SWEPT}
 
 
 SWEPT = ("sagas_per_second", "p50_ms", "cpu_ms_per_saga", "machine_busy_cores")
@@ -794,14 +816,14 @@ def bare_lines(c1: dict, c32: dict) -> list[str]:
 
 def sweep_lines(swept: dict, concurrency: int) -> list[str]:
     lines = [f"  sweeps (throughput at concurrency {concurrency}, short phases):"]
-    for key, label in (("workers", "saga worker processes"), ("api_workers", "Gunicorn workers")):
-        for point in swept[key]:
+    for name in ("workers", "api_workers"):
+        for point in swept[name]:
             lines.append(
-                f"    {label} {point['workers' if key == 'workers' else 'api_workers']}"
-                f" (with {point['api_workers']} Gunicorn, {point['workers']} saga worker):"
-                f" {point['sagas_per_second']:.0f} sagas/s, p50 {point['p50_ms']:.1f} ms,"
+                f"    {point['workers']} saga worker process(es), {point['api_workers']}"
+                f" Gunicorn workers: {point['sagas_per_second']:.0f} sagas/s,"
+                f" p50 {point['p50_ms']:.1f} ms,"
                 f" CPU {service_cpu_ms(point['cpu_ms_per_saga']):.2f} ms/saga,"
-                f" busy {point['machine_busy_cores']:.2f} cores"
+                f" machine busy {point['machine_busy_cores']:.2f} cores"
             )
     return lines
 
@@ -880,8 +902,8 @@ def service_phases(
     client = Client(service.port, args.poll_ms / 1000)
     meter = service_meter(service, nginx)
     # Warm-up: imports, connections of every API worker and worker thread, caches.
-    run_many(client, range(-args.warmup_sagas, 0), args.concurrency)
-    run_many(client, range(-2 * args.warmup_sagas, -args.warmup_sagas), 1)
+    warm_up(client, range(-args.warmup_sagas, 0), args.concurrency)
+    warm_up(client, range(-2 * args.warmup_sagas, -args.warmup_sagas), 1)
     ledger = CommitLedger()
     results = {"load_before": load()}
     results["latency_c1"] = measure(client, meter, args.latency_sagas, 1, 0)
@@ -951,11 +973,11 @@ def main() -> int:
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     results = run(args, workdir)
-    text = report(results)
-    print("\n" + text)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = report(results)
+    print("\n" + text)
     (out / "latest.txt").write_text(text + "\n")
     incomplete = [
         phase
