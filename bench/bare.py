@@ -151,6 +151,11 @@ class Bare:
         process = (process_after - process_before) * 1000 / count
         backends = (backends_after - backends_before) * 1000 / count
         result["concurrency"] = len(self.lanes)
+        # Transactions besides the sagas' own 5 (the bench checks its commit count with
+        # them): each connection's start counts one, then the schema, one pg_backend_pid()
+        # per lane and the two reads of the figures.
+        result["sagas_run"] = count + warmup
+        result["other_transactions"] = 2 + 2 * len(self.lanes) + 2
         result["cpu_ms_per_saga"] = {
             "process": process,
             "postgres": backends,

@@ -20,7 +20,8 @@ def service_commits(
     """The service's own commits between two readings of the database's `xact_commit`.
 
     The difference also holds the bench's own queries (its finish watcher's polls and the
-    read of the figures, each one committed read-only transaction, counted exactly) and the
+    read of the figures, each one committed read-only transaction, and the start of their
+    two connections, which PostgreSQL counts as one commit each; counted exactly) and the
     service's idle looks during the quiet wait that lets every backend publish its
     statistics: both are taken out, the idle looks at the rate measured while the service
     had nothing to do.

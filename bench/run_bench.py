@@ -541,13 +541,13 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICKS
 
 
-def db_commits() -> int:
+def db_commits(name: str = DB_NAME) -> int:
     """Committed transactions in the service's database so far, read-only ones included, as
     its backends have published them (read from the `postgres` database: this read is not
     one of them)."""
     conn = db_connect("postgres")
     with conn.cursor() as cur:
-        cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (DB_NAME,))
+        cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,))
         count = cur.fetchone()[0]
     conn.close()
     return count
@@ -599,8 +599,9 @@ def measure(client, meter, count: int, concurrency: int, first: int, profiler=No
     figures.update(
         concurrency=concurrency,
         sagas_per_second=count / figures["window_s"],
-        # The watcher's queries and server_figures' one: the bench's, not the service's.
-        bench_queries=watcher.polls + 1,
+        # The bench's, not the service's: the watcher's queries and server_figures' one, and
+        # the start of each one's connection (PostgreSQL counts a commit as a backend starts).
+        bench_queries=watcher.polls + 1 + 2,
         start_request_p50_ms=percentile(sorted(client.start_ms), 50),
         start_request_p99_ms=percentile(sorted(client.start_ms), 99),
     )
@@ -708,6 +709,7 @@ def bare_reference(nginx: Nginx, concurrency: int, sagas: int, warmup: int) -> d
     argv = [PYTHON, str(ROOT / "bench" / "bare.py"), "--port", str(nginx.port)]
     argv += ["--dbname", BARE_DB_NAME, "--concurrency", str(concurrency)]
     argv += ["--sagas", str(sagas), "--warmup", str(warmup)]
+    commits = db_commits(BARE_DB_NAME)
     busy = machine_busy_seconds()
     started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -715,6 +717,10 @@ def bare_reference(nginx: Nginx, concurrency: int, sagas: int, warmup: int) -> d
         raise RuntimeError(f"the bare reference failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)
     result["machine_busy_cores"] = (machine_busy_seconds() - busy) / (time.monotonic() - started)
+    # A check of the commit counting: its backends publish their counts as they exit.
+    time.sleep(1.0)
+    commits = db_commits(BARE_DB_NAME) - commits - result["other_transactions"]
+    result["db_commits_per_saga"] = commits / result["sagas_run"]
     return result
 
 
@@ -808,8 +814,9 @@ def bare_lines(c1: dict, c32: dict) -> list[str]:
             f" postgres {cpu['postgres']:.2f}); machine busy {bare['machine_busy_cores']:.2f} cores"
         )
     lines.append(
-        f"                  ({c1['sagas']} + {c32['sagas']} sagas, 5 commits each,"
-        f" synchronous_commit {c32['synchronous_commit']})"
+        f"                  ({c1['sagas']} + {c32['sagas']} sagas, 5 commits each: counted as"
+        f" the service's are, {c1['db_commits_per_saga']:.2f} and"
+        f" {c32['db_commits_per_saga']:.2f}; synchronous_commit {c32['synchronous_commit']})"
     )
     return lines
 
