@@ -710,13 +710,19 @@ def bare_reference(nginx: Nginx, concurrency: int, sagas: int, warmup: int) -> d
     argv += ["--dbname", BARE_DB_NAME, "--concurrency", str(concurrency)]
     argv += ["--sagas", str(sagas), "--warmup", str(warmup)]
     commits = db_commits(BARE_DB_NAME)
+    nginx_cpu = sum(cpu_of(pid) or 0.0 for pid in nginx.pids())
     busy = machine_busy_seconds()
     started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the bare reference failed: {done.stderr[-2000:]}")
+    elapsed = time.monotonic() - started
+    busy = machine_busy_seconds() - busy
+    nginx_cpu = sum(cpu_of(pid) or 0.0 for pid in nginx.pids()) - nginx_cpu
     result = json.loads(done.stdout)
-    result["machine_busy_cores"] = (machine_busy_seconds() - busy) / (time.monotonic() - started)
+    result["machine_busy_cores"] = busy / elapsed
+    ours = result["cpu_seconds_all"] + nginx_cpu
+    result["others_busy_cores"] = max(0.0, busy - ours) / elapsed
     # A check of the commit counting: its backends publish their counts as they exit.
     time.sleep(1.0)
     commits = db_commits(BARE_DB_NAME) - commits - result["other_transactions"]
@@ -811,7 +817,8 @@ def bare_lines(c1: dict, c32: dict) -> list[str]:
             f"  bare reference, concurrency {bare['concurrency']}: p50 {bare['p50_ms']:.1f} ms,"
             f" p99 {bare['p99_ms']:.1f} ms, {bare['sagas_per_second']:.0f} sagas/s;"
             f" CPU {cpu['total']:.2f} ms/saga (process {cpu['process']:.2f},"
-            f" postgres {cpu['postgres']:.2f}); machine busy {bare['machine_busy_cores']:.2f} cores"
+            f" postgres {cpu['postgres']:.2f}); machine busy"
+            f" {bare['machine_busy_cores']:.2f} cores, {bare['others_busy_cores']:.2f} by others"
         )
     lines.append(
         f"                  ({c1['sagas']} + {c32['sagas']} sagas, 5 commits each: counted as"
