@@ -777,7 +777,7 @@ def sweep_point(args: argparse.Namespace, workdir: Path, nginx: Nginx, **config)
     return point | {key: figures[key] for key in SWEPT}
 
 
-SWEPT = ("sagas_per_second", "p50_ms", "cpu_ms_per_saga", "machine_busy_cores")
+SWEPT = ("sagas_per_second", "p50_ms", "cpu_ms_per_saga", "machine_busy_cores", "others_busy_cores")
 
 
 def sweeps(args: argparse.Namespace, workdir: Path, nginx: Nginx) -> dict:
@@ -837,7 +837,8 @@ def sweep_lines(swept: dict, concurrency: int) -> list[str]:
                 f" Gunicorn workers: {point['sagas_per_second']:.0f} sagas/s,"
                 f" p50 {point['p50_ms']:.1f} ms,"
                 f" CPU {service_cpu_ms(point['cpu_ms_per_saga']):.2f} ms/saga,"
-                f" machine busy {point['machine_busy_cores']:.2f} cores"
+                f" machine busy {point['machine_busy_cores']:.2f} cores,"
+                f" {point['others_busy_cores']:.2f} by others"
             )
     return lines
 
