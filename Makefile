@@ -77,6 +77,8 @@ docker-emulate:
 		saga_orchestrator.wsgi
 	@echo "image build emulated: dependencies, collectstatic and gunicorn --check-config OK"
 
+# The service, the bare reference and the ratios (docs/performance.md); BENCH_ARGS=--sweep
+# adds throughput per saga-worker and Gunicorn worker count.
 bench: venv
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 

@@ -12,7 +12,12 @@ gunicorn.conf.py (the API) and saga workers, all against the real PostgreSQL and
 - CPU milliseconds per saga of every process involved (API, workers, their PostgreSQL
   backends, Redis, nginx; and the load generator itself), read from /proc;
 - the floor: the same three HTTP calls made directly to nginx, one set at a time and 32
-  sets at a time, with the same keep-alive standard-library client the engine uses.
+  sets at a time, with the same keep-alive standard-library client the engine uses;
+- the bare reference (bench/bare.py): the leanest durable orchestrator for the same saga,
+  at concurrency 1 and 32, in its own database; our figures as ratios to it, beside the
+  targets of issue 9, and the service's DB commits per saga (pg_stat_database);
+- with --sweep, throughput at concurrency 32 with 1, 2 and 4 saga worker processes and
+  with 2 to 6 Gunicorn workers.
 
 Every duration comes from the saga rows (created_at → finished_at, both set by the
 service), so the client's own latency does not count. Throughput is the number of sagas
@@ -23,6 +28,7 @@ thread, so the load generator takes little CPU from the service on a small machi
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -42,10 +48,16 @@ from pathlib import Path
 
 import psycopg2
 import redis
+from figures import SERVICE_GROUPS, percentile, service_commits, service_cpu_ms, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-DB_NAME = "saga_bench"
+# Recreated each run; another name lets two checkouts bench on one PostgreSQL.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "saga_bench")
+BARE_DB_NAME = f"{DB_NAME}_bare"
+# PostgreSQL publishes a backend's statistics at most every second while it works and
+# within 10 s once it is idle (PGSTAT_IDLE_INTERVAL): the commit counts wait that long.
+STATS_QUIET_SECONDS = 10.5
 API_KEY = "bench-internal-key"
 CLIENT_APP = "saga-bench-client"  # application_name of the bench's own PG connections
 TERMINAL = ("completed", "compensated", "cancelled", "failed")
@@ -87,11 +99,11 @@ def db_connect(dbname: str = DB_NAME):
     return conn
 
 
-def recreate_database() -> None:
+def recreate_database(name: str = DB_NAME) -> None:
     conn = db_connect("postgres")
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DB_NAME}")
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
     conn.close()
 
 
@@ -278,7 +290,7 @@ def definition(base: str) -> dict:
 class Service:
     """Gunicorn (API) and saga worker processes."""
 
-    def __init__(self, env: dict, workdir: Path, args: argparse.Namespace):
+    def __init__(self, env: dict, workdir: Path, args: argparse.Namespace, log="service.log"):
         self.env = env
         self.port = free_port()
         self.env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
@@ -290,7 +302,7 @@ class Service:
         self.args = args
         self.api: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
-        self.log_path = workdir / "service.log"
+        self.log_path = workdir / log
         self.log = open(self.log_path, "w")  # noqa: SIM115
 
     def start(self) -> None:
@@ -330,6 +342,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         self.log.close()
+        self.api, self.workers = None, []
 
 
 # --- The load generator ------------------------------------------------------------------
@@ -339,7 +352,10 @@ class FinishWatcher(threading.Thread):
     """One thread, one PostgreSQL connection: tells client threads when their saga finished.
 
     Every `poll` seconds (while any saga is awaited) one query asks which of the sagas in
-    flight reached a terminal status.
+    flight reached a terminal status. Each query is one committed transaction in the
+    service's database, counted in `polls` so the commit figure leaves them out; one
+    watcher per phase, whose connection closes at its end (a backend publishes its
+    statistics as it exits, so none of its queries is counted late).
     """
 
     def __init__(self, poll: float):
@@ -350,6 +366,8 @@ class FinishWatcher(threading.Thread):
         self.cond = threading.Condition()
         self.stopped = False
         self.polls = 0
+        # Connected here, before the phase's first CPU snapshot, so its backend is counted.
+        self.conn = db_connect()
 
     def wait(self, saga_id: str, timeout: float = 60.0) -> str:
         done = threading.Event()
@@ -364,10 +382,10 @@ class FinishWatcher(threading.Thread):
         with self.cond:
             self.stopped = True
             self.cond.notify()
+        self.join(timeout=10)
 
     def run(self) -> None:
-        conn = db_connect()
-        with conn.cursor() as cur:
+        with self.conn.cursor() as cur:
             while True:
                 with self.cond:
                     while not self.awaited and not self.stopped:
@@ -387,16 +405,17 @@ class FinishWatcher(threading.Thread):
                         self.statuses[saga_id] = status
                         self.awaited.pop(saga_id).set()
                 time.sleep(self.poll)
-        conn.close()
+        self.conn.close()
 
 
 class Client:
     """Starts sagas through the API (standard-library HTTP client: cheap on the CPU) and
     waits for each to finish."""
 
-    def __init__(self, port: int, watcher: FinishWatcher):
+    def __init__(self, port: int, poll: float):
         self.port = port
-        self.watcher = watcher
+        self.poll = poll
+        self.watcher: FinishWatcher | None = None  # one per phase (watching)
         self.local = threading.local()
         self.start_ms: list[float] = []  # the client's view of POST /api/sagas/
 
@@ -433,11 +452,27 @@ class Client:
         return saga_id
 
 
+@contextlib.contextmanager
+def watching(client: Client):
+    """A finish watcher for one phase; its connection closes as the phase ends."""
+    client.watcher = watcher = FinishWatcher(client.poll)
+    watcher.start()
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+
+
 def run_many(client: Client, numbers: range, concurrency: int) -> list[str]:
     if concurrency == 1:
         return [client.run_one(n) for n in numbers]
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(client.run_one, numbers))
+
+
+def warm_up(client: Client, numbers: range, concurrency: int) -> None:
+    with watching(client):
+        run_many(client, numbers, concurrency)
 
 
 # --- Figures -----------------------------------------------------------------------------
@@ -466,14 +501,6 @@ def server_figures(saga_ids: list[str]) -> dict:
         "max_ms": values[-1],
         "window_s": window,
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted `values`."""
-    if not values:
-        return float("nan")
-    index = min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.4999) - 1))
-    return values[index]
 
 
 class Profiler:
@@ -514,50 +541,96 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICKS
 
 
-def db_transactions() -> int:
-    """Committed transactions in the bench database so far (statistics lag up to ~1 s)."""
+def db_commits(name: str = DB_NAME) -> int:
+    """Committed transactions in the service's database so far, read-only ones included, as
+    its backends have published them (read from the `postgres` database: this read is not
+    one of them)."""
     conn = db_connect("postgres")
     with conn.cursor() as cur:
-        cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (DB_NAME,))
+        cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,))
         count = cur.fetchone()[0]
     conn.close()
     return count
 
 
+class CommitLedger:
+    """Readings of the service database's commit count, each after a quiet wait long enough
+    for every backend to publish its statistics, and the idle rate that the quiet waits add
+    (measured while the service is idle, during the floor and the bare reference)."""
+
+    def __init__(self):
+        self.count, self.at = self.read_quiet()
+
+    @staticmethod
+    def read_quiet() -> tuple[int, float]:
+        time.sleep(STATS_QUIET_SECONDS)
+        return db_commits(), time.monotonic()
+
+    def after(self, phase: dict) -> None:
+        """Note the commits of `phase` (ended at phase["ended_at"]) and the quiet wait."""
+        before = self.count
+        self.count, self.at = self.read_quiet()
+        phase["db_commits"] = {
+            "before": before,
+            "after": self.count,
+            "bench_queries": phase["bench_queries"],
+            "quiet_seconds": self.at - phase["ended_at"],
+        }
+
+    def idle_rate(self) -> float:
+        """Commits per second the service made since the last reading, having had no work."""
+        return (db_commits() - self.count) / (time.monotonic() - self.at)
+
+
+def commits_per_saga(phase: dict, idle_per_second: float) -> float:
+    commits = service_commits(**phase["db_commits"], idle_per_second=idle_per_second)
+    return commits / phase["sagas"]
+
+
 def measure(client, meter, count: int, concurrency: int, first: int, profiler=None) -> dict:
     if profiler is not None:
         profiler.start()
-    transactions = db_transactions() - client.watcher.polls
+    with watching(client) as watcher:
+        usage = run_metered(client, meter, range(first, first + count), concurrency)
+    if profiler is not None:
+        profiler.stop()
+    figures = server_figures(usage.pop("ids"))
+    figures.update(usage)
+    figures.update(
+        concurrency=concurrency,
+        sagas_per_second=count / figures["window_s"],
+        # The bench's, not the service's: the watcher's queries and server_figures' one, and
+        # the start of each one's connection (PostgreSQL counts a commit as a backend starts).
+        bench_queries=watcher.polls + 1 + 2,
+        start_request_p50_ms=percentile(sorted(client.start_ms), 50),
+        start_request_p99_ms=percentile(sorted(client.start_ms), 99),
+    )
+    return figures
+
+
+def run_metered(client: Client, meter: CpuMeter, numbers: range, concurrency: int) -> dict:
+    """Run the sagas with the CPU of every process and of the machine measured."""
     before = meter.snapshot()
     client.start_ms.clear()
     client_cpu = time.process_time()
     busy = machine_busy_seconds()
     started = time.monotonic()
-    ids = run_many(client, range(first, first + count), concurrency)
-    elapsed = time.monotonic() - started
+    ids = run_many(client, numbers, concurrency)
+    ended = time.monotonic()
     busy = machine_busy_seconds() - busy
     client_cpu = time.process_time() - client_cpu
     cpu = CpuMeter.delta(before, meter.snapshot())
-    time.sleep(1.2)  # let every backend publish its statistics
-    transactions = db_transactions() - client.watcher.polls - transactions  # the service's
-    if profiler is not None:
-        profiler.stop()
-    figures = server_figures(ids)
-    figures.update(
-        concurrency=concurrency,
-        sagas_per_second=count / figures["window_s"],
-        client_wall_s=elapsed,
-        db_transactions_per_saga=transactions / count,
-        start_request_p50_ms=percentile(sorted(client.start_ms), 50),
-        start_request_p99_ms=percentile(sorted(client.start_ms), 99),
-        cpu_ms_per_saga={name: used * 1000 / count for name, used in cpu.items()},
-    )
-    figures["cpu_ms_per_saga"]["client"] += client_cpu * 1000 / count
-    ours = sum(cpu.values()) + client_cpu
+    cpu["client"] += client_cpu
+    elapsed = ended - started
     # What else ran meanwhile (other tests on a shared box) shows here: keep it near 0.
-    figures["machine_busy_cores"] = busy / elapsed
-    figures["others_busy_cores"] = max(0.0, busy - ours) / elapsed
-    return figures
+    return {
+        "ids": ids,
+        "client_wall_s": elapsed,
+        "ended_at": ended,
+        "cpu_ms_per_saga": {name: used * 1000 / len(ids) for name, used in cpu.items()},
+        "machine_busy_cores": busy / elapsed,
+        "others_busy_cores": max(0.0, busy - sum(cpu.values())) / elapsed,
+    }
 
 
 class Floor:
@@ -631,27 +704,143 @@ def machine() -> dict:
     }
 
 
-# --- Report ------------------------------------------------------------------------------
+def bare_reference(nginx: Nginx, concurrency: int, sagas: int, warmup: int) -> dict:
+    """The bare reference (bench/bare.py) in its own process, at `concurrency`."""
+    argv = [PYTHON, str(ROOT / "bench" / "bare.py"), "--port", str(nginx.port)]
+    argv += ["--dbname", BARE_DB_NAME, "--concurrency", str(concurrency)]
+    argv += ["--sagas", str(sagas), "--warmup", str(warmup)]
+    commits = db_commits(BARE_DB_NAME)
+    nginx_cpu = sum(cpu_of(pid) or 0.0 for pid in nginx.pids())
+    busy = machine_busy_seconds()
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the bare reference failed: {done.stderr[-2000:]}")
+    elapsed = time.monotonic() - started
+    busy = machine_busy_seconds() - busy
+    nginx_cpu = sum(cpu_of(pid) or 0.0 for pid in nginx.pids()) - nginx_cpu
+    result = json.loads(done.stdout)
+    result["machine_busy_cores"] = busy / elapsed
+    ours = result["cpu_seconds_all"] + nginx_cpu
+    result["others_busy_cores"] = max(0.0, busy - ours) / elapsed
+    # A check of the commit counting: its backends publish their counts as they exit.
+    time.sleep(1.0)
+    commits = db_commits(BARE_DB_NAME) - commits - result["other_transactions"]
+    result["db_commits_per_saga"] = commits / result["sagas_run"]
+    return result
 
-GROUPS = ("api", "workers", "postgres", "redis")
+
+# --- Sweeps ------------------------------------------------------------------------------
+
+
+def register_definition(port: int, base: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json", "X-API-Key": API_KEY}
+    conn.request("POST", "/api/saga-definitions/", json.dumps(definition(base)), headers)
+    if conn.getresponse().status != 201:
+        raise RuntimeError("could not register the bench definition")
+    conn.close()
+
+
+def service_meter(service: Service, nginx: Nginx) -> CpuMeter:
+    return CpuMeter(
+        {
+            "api": service.api_pids,
+            "workers": service.worker_pids,
+            "postgres": lambda: postgres_backends(clients=False),
+            "redis": redis_server_pid,
+            "nginx": nginx.pids,
+            "client": lambda: postgres_backends(clients=True),
+        }
+    )
+
+
+def sweep_point(args: argparse.Namespace, workdir: Path, nginx: Nginx, **config) -> dict:
+    """Throughput at --concurrency of a fresh service with `config` (workers, api_workers)
+    in place of the run's own: short phases, on a recreated database."""
+    point_args = argparse.Namespace(**{**vars(args), **config})
+    recreate_database()
+    redis.Redis(host="127.0.0.1", db=args.redis_db).flushdb()
+    log = f"service-{point_args.workers}w-{point_args.api_workers}api.log"
+    service = Service(service_env(point_args), workdir, point_args, log)
+    try:
+        service.start()
+        register_definition(service.port, nginx.base)
+        client = Client(service.port, args.poll_ms / 1000)
+        warm_up(client, range(-args.sweep_warmup, 0), args.concurrency)
+        figures = measure(
+            client, service_meter(service, nginx), args.sweep_sagas, args.concurrency, 0
+        )
+    finally:
+        service.stop()
+    point = {"workers": point_args.workers, "api_workers": point_args.api_workers}
+    return point | {key: figures[key] for key in SWEPT}
+
+
+SWEPT = ("sagas_per_second", "p50_ms", "cpu_ms_per_saga", "machine_busy_cores", "others_busy_cores")
+
+
+def sweeps(args: argparse.Namespace, workdir: Path, nginx: Nginx) -> dict:
+    return {
+        "workers": [sweep_point(args, workdir, nginx, workers=n) for n in (1, 2, 4)],
+        "api_workers": [sweep_point(args, workdir, nginx, api_workers=n) for n in range(2, 7)],
+    }
+
+
+# --- Report ------------------------------------------------------------------------------
 
 
 def cpu_line(cpu: dict) -> str:
-    service = sum(cpu[name] for name in GROUPS)
-    parts = ", ".join(f"{name} {cpu[name]:.2f}" for name in GROUPS)
+    parts = ", ".join(f"{name} {cpu[name]:.2f}" for name in SERVICE_GROUPS)
     return (
-        f"CPU {service:.2f} ms/saga ({parts}); participants (nginx) {cpu['nginx']:.2f},"
+        f"CPU {service_cpu_ms(cpu):.2f} ms/saga ({parts}); participants (nginx) {cpu['nginx']:.2f},"
         f" load generator {cpu['client']:.2f}"
     )
 
 
 def busy_line(phase: dict) -> str:
+    commits = phase["db_commits"]
     return (
         f"machine busy {phase['machine_busy_cores']:.2f} cores, of which"
         f" {phase['others_busy_cores']:.2f} by processes outside the bench;"
-        f" {phase['db_transactions_per_saga']:.1f} DB transactions/saga;"
+        f" {phase['db_commits_per_saga']:.2f} DB commits/saga ({commits['bench_queries']}"
+        f" queries of the bench's own taken out);"
         f" POST /api/sagas/ p50 {phase['start_request_p50_ms']:.1f} ms (client side)"
     )
+
+
+def bare_lines(c1: dict, c32: dict) -> list[str]:
+    lines = []
+    for bare in (c1, c32):
+        cpu = bare["cpu_ms_per_saga"]
+        lines.append(
+            f"  bare reference, concurrency {bare['concurrency']}: p50 {bare['p50_ms']:.1f} ms,"
+            f" p99 {bare['p99_ms']:.1f} ms, {bare['sagas_per_second']:.0f} sagas/s;"
+            f" CPU {cpu['total']:.2f} ms/saga (process {cpu['process']:.2f},"
+            f" postgres {cpu['postgres']:.2f}); machine busy"
+            f" {bare['machine_busy_cores']:.2f} cores, {bare['others_busy_cores']:.2f} by others"
+        )
+    lines.append(
+        f"                  ({c1['sagas']} + {c32['sagas']} sagas, 5 commits each: counted as"
+        f" the service's are, {c1['db_commits_per_saga']:.2f} and"
+        f" {c32['db_commits_per_saga']:.2f}; synchronous_commit {c32['synchronous_commit']})"
+    )
+    return lines
+
+
+def sweep_lines(swept: dict, concurrency: int) -> list[str]:
+    lines = [f"  sweeps (throughput at concurrency {concurrency}, short phases):"]
+    for name in ("workers", "api_workers"):
+        for point in swept[name]:
+            lines.append(
+                f"    {point['workers']} saga worker process(es), {point['api_workers']}"
+                f" Gunicorn workers: {point['sagas_per_second']:.0f} sagas/s,"
+                f" p50 {point['p50_ms']:.1f} ms,"
+                f" CPU {service_cpu_ms(point['cpu_ms_per_saga']):.2f} ms/saga,"
+                f" machine busy {point['machine_busy_cores']:.2f} cores,"
+                f" {point['others_busy_cores']:.2f} by others"
+            )
+    return lines
 
 
 def report(results: dict) -> str:
@@ -676,7 +865,13 @@ def report(results: dict) -> str:
         f" {floor['sets_per_second']:.0f} sets/s {thr['concurrency']} at a time",
         f"  ratio to the floor: p50 at concurrency 1 {lat['p50_ms'] / floor['p50_ms']:.1f}x,"
         f" throughput {thr['sagas_per_second'] / floor['sets_per_second']:.2f}x",
+        *bare_lines(results["bare_c1"], results["bare_c32"]),
+        f"  against the bare reference (issue 9's targets; service idle commits"
+        f" {results['idle_commits_per_second']:.1f}/s taken out of the quiet waits):",
+        *(f"    {target['line']}" for target in results["targets"]),
     ]
+    if "sweeps" in results:
+        lines += sweep_lines(results["sweeps"], thr["concurrency"])
     return "\n".join(lines)
 
 
@@ -699,6 +894,14 @@ def parse_args() -> argparse.Namespace:
         help="sample the API and worker processes with py-spy during the throughput phase"
         " (collapsed stacks kept in the work directory; the figures then include its cost)",
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="then throughput at --concurrency with 1, 2, 4 saga worker processes and with"
+        " 2 to 6 Gunicorn workers (a fresh service and database each; about two minutes)",
+    )
+    parser.add_argument("--sweep-sagas", type=int, default=1000, help="sagas per sweep point")
+    parser.add_argument("--sweep-warmup", type=int, default=200, help="warm-up per sweep point")
     return parser.parse_args()
 
 
@@ -706,49 +909,76 @@ def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def service_phases(
+    args: argparse.Namespace, service: Service, nginx: Nginx, workdir: Path
+) -> tuple[dict, "CommitLedger"]:
+    """Warm-up, then the concurrency 1 and concurrency 32 phases, each with its commits."""
+    register_definition(service.port, nginx.base)
+    client = Client(service.port, args.poll_ms / 1000)
+    meter = service_meter(service, nginx)
+    # Warm-up: imports, connections of every API worker and worker thread, caches.
+    warm_up(client, range(-args.warmup_sagas, 0), args.concurrency)
+    warm_up(client, range(-2 * args.warmup_sagas, -args.warmup_sagas), 1)
+    ledger = CommitLedger()
+    results = {"load_before": load()}
+    results["latency_c1"] = measure(client, meter, args.latency_sagas, 1, 0)
+    ledger.after(results["latency_c1"])
+    profiler = Profiler(workdir, service, 600) if args.profile else None
+    results["throughput"] = measure(
+        client, meter, args.throughput_sagas, args.concurrency, 100_000, profiler
+    )
+    ledger.after(results["throughput"])
+    return results, ledger
+
+
+def reference_phases(args: argparse.Namespace, nginx: Nginx) -> dict:
+    """The floor and the bare reference, while the service idles."""
+    recreate_database(BARE_DB_NAME)
+    return {
+        "floor": Floor(nginx.port).measure(args.latency_sagas, args.concurrency, nginx),
+        "bare_c1": bare_reference(nginx, 1, args.latency_sagas, 100),
+        "bare_c32": bare_reference(
+            nginx, args.concurrency, args.throughput_sagas, args.warmup_sagas
+        ),
+    }
+
+
+def add_ratios(results: dict, idle_per_second: float) -> None:
+    results["idle_commits_per_second"] = idle_per_second
+    for phase in ("latency_c1", "throughput"):
+        results[phase]["db_commits_per_saga"] = commits_per_saga(results[phase], idle_per_second)
+    found = targets(
+        latency=results["latency_c1"],
+        throughput=results["throughput"],
+        bare_c1=results["bare_c1"],
+        bare_c32=results["bare_c32"],
+    )
+    results["targets"] = [
+        {"label": t.label, "value": t.value, "goal": t.goal, "met": t.met, "line": t.line()}
+        for t in found
+    ]
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     nginx = Nginx(workdir)
     recreate_database()
     redis.Redis(host="127.0.0.1", db=args.redis_db).flushdb()
     service = Service(service_env(args), workdir, args)
-    watcher = FinishWatcher(args.poll_ms / 1000)
+    results = {"machine": machine(), "config": vars(args)}
     try:
         nginx.start()
         service.start()
-        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
-        headers = {"Content-Type": "application/json", "X-API-Key": API_KEY}
-        conn.request("POST", "/api/saga-definitions/", json.dumps(definition(nginx.base)), headers)
-        if conn.getresponse().status != 201:
-            raise RuntimeError("could not register the bench definition")
-        conn.close()
-        watcher.start()
-        client = Client(service.port, watcher)
-        meter = CpuMeter(
-            {
-                "api": service.api_pids,
-                "workers": service.worker_pids,
-                "postgres": lambda: postgres_backends(clients=False),
-                "redis": redis_server_pid,
-                "nginx": nginx.pids,
-                "client": lambda: postgres_backends(clients=True),
-            }
-        )
-        # Warm-up: imports, connections of every API worker and worker thread, caches.
-        run_many(client, range(-args.warmup_sagas, 0), args.concurrency)
-        run_many(client, range(-2 * args.warmup_sagas, -args.warmup_sagas), 1)
-        results = {"machine": machine(), "config": vars(args), "load_before": load()}
-        results["latency_c1"] = measure(client, meter, args.latency_sagas, 1, 0)
-        profiler = Profiler(workdir, service, 600) if args.profile else None
-        results["throughput"] = measure(
-            client, meter, args.throughput_sagas, args.concurrency, 100_000, profiler
-        )
-        results["floor"] = Floor(nginx.port).measure(args.latency_sagas, args.concurrency, nginx)
+        phases, ledger = service_phases(args, service, nginx, workdir)
+        results.update(phases)
+        results.update(reference_phases(args, nginx))
+        add_ratios(results, ledger.idle_rate())
         results["load_after"] = load()
-        results["watcher_polls"] = watcher.polls
         if not service.alive():
             raise RuntimeError("a service process died during the bench")
+        service.stop()
+        if args.sweep:
+            results["sweeps"] = sweeps(args, workdir, nginx)
     finally:
-        watcher.stop()
         service.stop()
         nginx.stop()
     return results
@@ -758,11 +988,11 @@ def main() -> int:
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     results = run(args, workdir)
-    text = report(results)
-    print("\n" + text)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = report(results)
+    print("\n" + text)
     (out / "latest.txt").write_text(text + "\n")
     incomplete = [
         phase
