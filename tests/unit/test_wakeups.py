@@ -1,0 +1,62 @@
+"""Where idle worker threads sleep: notifications, due times, the poll."""
+
+import threading
+import time
+from datetime import timedelta
+
+from django.utils import timezone
+
+from sagas.engine.wakeup import Wakeups
+
+
+def sleepers(wakeups: Wakeups, count: int) -> tuple[list[threading.Thread], list]:
+    woken = []
+
+    def sleep():
+        woken.append((wakeups.wait(), time.monotonic()))
+
+    threads = [threading.Thread(target=sleep, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)  # all asleep
+    return threads, woken
+
+
+def test_one_due_time_wakes_one_sleeper_and_the_others_sleep_on():
+    wakeups = Wakeups(poll_seconds=5, capacity=3)
+    threads, woken = sleepers(wakeups, 3)
+    wakeups.due(timezone.now() + timedelta(seconds=0.1))
+    time.sleep(0.4)
+    assert [notified for notified, _ in woken] == [False]  # one took the due time
+    wakeups.notify_all()
+    for thread in threads:
+        thread.join(timeout=2)
+    assert [notified for notified, _ in woken] == [False, True, True]
+
+
+def test_an_earlier_due_time_told_during_a_sleep_shortens_it():
+    wakeups = Wakeups(poll_seconds=5, capacity=1)
+    started = time.monotonic()
+    threads, woken = sleepers(wakeups, 1)
+    wakeups.due(timezone.now() + timedelta(seconds=0.2))
+    threads[0].join(timeout=2)
+    ((notified, at),) = woken
+    assert notified is False and 0.2 <= at - started < 1.0
+
+
+def test_a_notification_wakes_one_sleeper_with_true_and_the_poll_ends_a_sleep():
+    wakeups = Wakeups(poll_seconds=0.3, capacity=2)
+    started = time.monotonic()
+    threads, woken = sleepers(wakeups, 2)
+    wakeups.notify()
+    time.sleep(0.1)
+    assert [notified for notified, _ in woken] == [True]
+    threads[1].join(timeout=2)
+    threads[0].join(timeout=2)
+    assert woken[1][0] is False and woken[1][1] - started >= 0.3  # the poll interval
+
+
+def test_notifications_are_capped_at_the_number_of_threads():
+    wakeups = Wakeups(poll_seconds=0.05, capacity=2)
+    wakeups.notify(10)
+    assert [wakeups.wait() for _ in range(3)] == [True, True, False]
