@@ -57,6 +57,7 @@ def test_the_keeper_renews_held_leases_and_locks_from_another_thread(client):
     assert not lease.lost
 
 
+@pytest.mark.sqlite
 def test_the_keeper_marks_a_lease_taken_over_as_lost():
     lease = claimed_saga()
     keeper = LeaseKeeper(lease_seconds=30)
@@ -97,6 +98,7 @@ def test_the_workers_locks_use_the_processs_one_redis_breaker():
     assert saga_locks_from_settings(30).breaker is redis_breaker()
 
 
+@pytest.mark.sqlite
 @override_settings(SAGA_WORKER_HEARTBEAT_SECONDS=10)
 def test_a_worker_is_alive_while_its_heartbeat_is_younger_than_three_intervals():
     heartbeat_create("fresh", seconds_ago=1)
@@ -107,6 +109,7 @@ def test_a_worker_is_alive_while_its_heartbeat_is_younger_than_three_intervals()
     assert workers_alive(hostname="test").count() == 2
 
 
+@pytest.mark.sqlite
 def test_a_heartbeat_row_is_created_then_beaten_then_removed():
     heartbeat = Heartbeat("w-1")
     heartbeat.beat()

@@ -4,9 +4,13 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from sagas.engine.wakeup import Wakeups
+
+# Also the embedded default's only mechanism (no NOTIFY on SQLite).
+pytestmark = pytest.mark.sqlite
 
 
 def sleepers(wakeups: Wakeups, count: int) -> tuple[list[threading.Thread], list]:
