@@ -3,8 +3,8 @@ the heartbeat.
 
 A boring loop per thread: `tick()` claims one due saga, takes its Redis lock, and runs it
 as far as it goes (executor.py) while the lease keeper keeps its lease alive; when there
-was nothing to do the thread looks once at the next due time and sleeps until a wake-up,
-that time or the poll interval (wakeup.py). Signals only set a flag: threads stop claiming,
+was nothing to do the thread looks at the next due time and sleeps until a wake-up, that
+time or the poll interval (idle.py, wakeup.py). Signals only set a flag: threads stop claiming,
 sagas in hand are handed back after their current call, and the process exits within the
 grace period.
 """
@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
@@ -25,6 +24,7 @@ from django.utils import timezone
 from sagas.engine.claim import Claimed, next_due_at, saga_claim
 from sagas.engine.executor import PlanCache, Runtime, saga_run
 from sagas.engine.heartbeat import Heartbeat
+from sagas.engine.idle import IdleWait
 from sagas.engine.lease_keeper import LeaseKeeper
 from sagas.engine.locks import saga_locks_from_settings
 from sagas.engine.record import lease_release
@@ -36,9 +36,6 @@ logger = logging.getLogger("sagas.engine")
 LOCK_BUSY_DELAY = 1.0
 ERROR_DELAY = 5.0
 DB_ERRORS = (DatabaseError, InterfaceError)
-# A saga found due that the claim just missed is being claimed by another thread (or
-# arrived since): look again after this pause rather than spin.
-RECLAIM_PAUSE = timedelta(seconds=0.005)
 
 
 class Worker:
@@ -63,6 +60,7 @@ class Worker:
         self.locks = saga_locks_from_settings(self.lease_seconds)
         self.keeper = LeaseKeeper(self.lease_seconds)
         self.heartbeat = Heartbeat(self.worker_id)
+        self.idle = IdleWait(self.wakeups, next_due_at)
         self.runtime = Runtime(
             owner=self.worker_id,
             lease_seconds=self.lease_seconds,
@@ -135,15 +133,10 @@ class Worker:
             _connection_drop()
 
     def _idle(self) -> None:
-        """Sleep until work may be due: one look at the next due time, then a wait."""
         try:
-            due = next_due_at()
+            self.idle.wait()
         except DB_ERRORS:
-            _connection_drop()
-            return
-        if due is not None:
-            self.wakeups.due(max(due, timezone.now() + RECLAIM_PAUSE))
-        self.wakeups.wait()
+            _connection_drop()  # the next claim backs off if the database is still down
 
     def stop(self) -> None:
         """Stop claiming; called from a signal handler, so it only sets flags."""

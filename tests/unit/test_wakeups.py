@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from sagas.engine.idle import LOOK_SHARED_SECONDS, IdleWait
 from sagas.engine.wakeup import Wakeups
 
 # Also the embedded default's only mechanism (no NOTIFY on SQLite).
@@ -64,3 +65,22 @@ def test_notifications_are_capped_at_the_number_of_threads():
     wakeups = Wakeups(poll_seconds=0.05, capacity=2)
     wakeups.notify(10)
     assert [wakeups.wait() for _ in range(3)] == [True, True, False]
+
+
+def test_the_threads_of_a_process_share_one_look_at_the_next_due_time():
+    looks = []
+    idle = IdleWait(Wakeups(poll_seconds=0.01, capacity=2), lambda: looks.append(1))
+    idle.wait()
+    idle.wait()  # another thread, just after: the first look already told the sleepers
+    assert len(looks) == 1
+    time.sleep(LOOK_SHARED_SECONDS)
+    idle.wait()
+    assert len(looks) == 2
+
+
+def test_an_idle_thread_sleeps_until_the_due_time_its_look_found():
+    soon = timezone.now() + timedelta(seconds=0.2)
+    idle = IdleWait(Wakeups(poll_seconds=5, capacity=1), lambda: soon)
+    started = time.monotonic()
+    idle.wait()
+    assert 0.15 <= time.monotonic() - started < 1.0
