@@ -1,4 +1,4 @@
-"""Where a worker thread goes when there was nothing to claim: one look, then a sleep.
+"""Where a worker thread goes when there was nothing to claim: a look, then a sleep.
 
 The look (`next_due_at()`) finds when the earliest waiting saga becomes due, including
 those other processes scheduled; the sleep (wakeup.py) ends at a notification, that time,
@@ -31,14 +31,17 @@ class IdleWait:
         self._lock = threading.Lock()
         self._looked_at = float("-inf")
 
-    def wait(self) -> None:
-        """Look (unless another thread just did), then sleep. Errors of the look are the
-        caller's, before any sleep."""
-        if self._my_turn():
-            due = self.look()
-            if due is not None:
-                self.wakeups.due(max(due, timezone.now() + RECLAIM_PAUSE))
-        self.wakeups.wait()
+    def wait(self, stopping: threading.Event) -> None:
+        """Look (unless another thread just did) and sleep, until a notification or a due
+        time says to claim. A sleep that ends at the poll interval looks again rather than
+        claim: a look is a read, a claim a write. Errors of the look are the caller's."""
+        while not stopping.is_set():
+            if self._my_turn():
+                due = self.look()
+                if due is not None:
+                    self.wakeups.due(max(due, timezone.now() + RECLAIM_PAUSE))
+            if self.wakeups.wait():
+                return
 
     def _my_turn(self) -> bool:
         now = time.monotonic()

@@ -75,12 +75,15 @@ class Wakeups:
                 self._cond.notify()  # one sleeper recomputes its timeout; no one looks
 
     def wait(self) -> bool:
-        """Sleep until a notification (True), or the earliest known due time or the poll
-        interval (False)."""
+        """Sleep until a notification or the earliest known due time (True: claim), or
+        the poll interval (False: look again)."""
         deadline = time.monotonic() + self.poll_seconds
         with self._cond:
             while self._tokens == 0:
-                timeout = min(deadline - time.monotonic(), self._until_due())
+                until_due = self._until_due()
+                if until_due == 0:
+                    return True
+                timeout = min(deadline - time.monotonic(), until_due)
                 if timeout <= 0:
                     return False
                 self._cond.wait(timeout)

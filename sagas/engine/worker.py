@@ -134,7 +134,7 @@ class Worker:
 
     def _idle(self) -> None:
         try:
-            self.idle.wait()
+            self.idle.wait(self.stopping)
         except DB_ERRORS:
             _connection_drop()  # the next claim backs off if the database is still down
 

@@ -32,11 +32,11 @@ def test_one_due_time_wakes_one_sleeper_and_the_others_sleep_on():
     threads, woken = sleepers(wakeups, 3)
     wakeups.due(timezone.now() + timedelta(seconds=0.1))
     time.sleep(0.4)
-    assert [notified for notified, _ in woken] == [False]  # one took the due time
+    assert [claim for claim, _ in woken] == [True]  # one took the due time
     wakeups.notify_all()
     for thread in threads:
         thread.join(timeout=2)
-    assert [notified for notified, _ in woken] == [False, True, True]
+    assert [claim for claim, _ in woken] == [True, True, True]
 
 
 def test_an_earlier_due_time_told_during_a_sleep_shortens_it():
@@ -45,8 +45,8 @@ def test_an_earlier_due_time_told_during_a_sleep_shortens_it():
     threads, woken = sleepers(wakeups, 1)
     wakeups.due(timezone.now() + timedelta(seconds=0.2))
     threads[0].join(timeout=2)
-    ((notified, at),) = woken
-    assert notified is False and 0.2 <= at - started < 1.0
+    ((claim, at),) = woken
+    assert claim is True and 0.2 <= at - started < 1.0
 
 
 def test_a_notification_wakes_one_sleeper_with_true_and_the_poll_ends_a_sleep():
@@ -55,10 +55,10 @@ def test_a_notification_wakes_one_sleeper_with_true_and_the_poll_ends_a_sleep():
     threads, woken = sleepers(wakeups, 2)
     wakeups.notify()
     time.sleep(0.1)
-    assert [notified for notified, _ in woken] == [True]
+    assert [claim for claim, _ in woken] == [True]
     threads[1].join(timeout=2)
     threads[0].join(timeout=2)
-    assert woken[1][0] is False and woken[1][1] - started >= 0.3  # the poll interval
+    assert woken[1][0] is False and woken[1][1] - started >= 0.3  # the poll: look again
 
 
 def test_notifications_are_capped_at_the_number_of_threads():
@@ -69,12 +69,15 @@ def test_notifications_are_capped_at_the_number_of_threads():
 
 def test_the_threads_of_a_process_share_one_look_at_the_next_due_time():
     looks = []
-    idle = IdleWait(Wakeups(poll_seconds=0.01, capacity=2), lambda: looks.append(1))
-    idle.wait()
-    idle.wait()  # another thread, just after: the first look already told the sleepers
+    wakeups = Wakeups(poll_seconds=5, capacity=3)
+    idle = IdleWait(wakeups, lambda: looks.append(1))
+    wakeups.notify(2)
+    idle.wait(threading.Event())
+    idle.wait(threading.Event())  # another thread, just after: the look already told
     assert len(looks) == 1
     time.sleep(LOOK_SHARED_SECONDS)
-    idle.wait()
+    wakeups.notify()
+    idle.wait(threading.Event())
     assert len(looks) == 2
 
 
@@ -82,5 +85,19 @@ def test_an_idle_thread_sleeps_until_the_due_time_its_look_found():
     soon = timezone.now() + timedelta(seconds=0.2)
     idle = IdleWait(Wakeups(poll_seconds=5, capacity=1), lambda: soon)
     started = time.monotonic()
-    idle.wait()
+    idle.wait(threading.Event())
     assert 0.15 <= time.monotonic() - started < 1.0
+
+
+def test_an_idle_thread_looks_again_at_each_poll_and_leaves_when_stopped():
+    looks = []
+    wakeups = Wakeups(poll_seconds=0.1, capacity=1)
+    idle, stopping = IdleWait(wakeups, lambda: looks.append(1)), threading.Event()
+    thread = threading.Thread(target=idle.wait, args=(stopping,), daemon=True)
+    thread.start()
+    time.sleep(0.45)
+    assert thread.is_alive() and 3 <= len(looks) <= 5  # a look per poll, no claim
+    stopping.set()
+    wakeups.notify_all()  # what Worker.stop() does
+    thread.join(timeout=1)
+    assert not thread.is_alive()
