@@ -5,8 +5,8 @@ those other processes scheduled; the sleep (wakeup.py) ends at a notification, t
 or the poll interval. The threads of a process share the look: a busy worker's threads go
 idle hundreds of times a second, and a look taken by another thread of the process less
 than LOOK_SHARED_SECONDS ago already told the sleepers its due time. (Measured with
-`make bench`: without sharing, ~0.3 more database transactions per saga at concurrency 32
-and ~0.8 more at concurrency 1; docs/performance.md.)
+`make bench`: sharing saves ~0.5 database transactions per saga and ~6 % of the worker's
+CPU; docs/performance.md.)
 """
 
 import threading
