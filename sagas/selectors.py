@@ -3,17 +3,16 @@
 import math
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from sagas.engine import heartbeat
 from sagas.models import (
     TERMINAL_STATUSES,
     SagaAttempt,
     SagaDefinition,
     SagaInstance,
     SagaStatus,
-    WorkerHeartbeat,
 )
 from sagas.observability.request_stats import request_figures
 
@@ -80,10 +79,8 @@ def saga_attempt_list(*, saga_id) -> QuerySet[SagaAttempt]:
 
 
 def workers_alive(*, now: datetime | None = None) -> int:
-    """Workers whose heartbeat is younger than three heartbeat intervals."""
-    now = now or timezone.now()
-    horizon = now - timedelta(seconds=3 * settings.SAGA_WORKER_HEARTBEAT_SECONDS)
-    return WorkerHeartbeat.objects.filter(last_seen_at__gt=horizon).count()
+    """Workers alive (the rule is sagas/engine/heartbeat.py's)."""
+    return heartbeat.workers_alive(now=now).count()
 
 
 def saga_stats(*, now: datetime | None = None) -> dict:

@@ -10,6 +10,7 @@ the only mechanism, with a short default interval.
 import logging
 import select
 import threading
+import time
 from datetime import datetime
 
 from django.conf import settings
@@ -39,7 +40,13 @@ def wake_workers() -> None:
 
 
 class Wakeups:
-    """Where idle worker threads wait: for a notification, a known due time, or the poll."""
+    """Where idle worker threads wait: for a notification, the earliest known due time, or
+    the poll interval.
+
+    Due times come from idle threads' looks and from sagas this process released; the
+    first sleeper to reach one takes it (the others sleep on), so one due saga wakes one
+    thread, not all of them.
+    """
 
     def __init__(self, *, poll_seconds: float, capacity: int):
         self.poll_seconds = poll_seconds
@@ -59,34 +66,39 @@ class Wakeups:
             self._cond.notify_all()
 
     def due(self, when: datetime | None) -> None:
-        """Remember that work becomes due at `when` (a retry this process scheduled)."""
+        """Remember that work becomes due at `when`."""
         if when is None:
             return
         with self._cond:
             if self._due_at is None or when < self._due_at:
                 self._due_at = when
-                self._cond.notify()  # one sleeper recomputes its timeout
+                self._cond.notify()  # one sleeper recomputes its timeout; no one looks
 
     def wait(self) -> bool:
-        """Sleep until a notification (True), or the earliest known due time or the poll
-        interval (False)."""
+        """Sleep until a notification or the earliest known due time (True: claim), or
+        the poll interval (False: look again)."""
+        deadline = time.monotonic() + self.poll_seconds
         with self._cond:
-            if self._tokens == 0:
-                self._cond.wait(self._timeout())
-            if self._tokens > 0:
-                self._tokens -= 1
-                return True
-            return False
+            while self._tokens == 0:
+                until_due = self._until_due()
+                if until_due == 0:
+                    return True
+                timeout = min(deadline - time.monotonic(), until_due)
+                if timeout <= 0:
+                    return False
+                self._cond.wait(timeout)
+            self._tokens -= 1
+            return True
 
-    def _timeout(self) -> float:
-        timeout = self.poll_seconds
-        if self._due_at is not None:
-            until = (self._due_at - timezone.now()).total_seconds()
-            if until <= 0:
-                self._due_at = None
-            # A floor, so that work being claimed by another thread right now is no spin.
-            timeout = min(timeout, max(until, 0.005))
-        return timeout
+    def _until_due(self) -> float:
+        """Seconds until the known due time; 0 when it came, and then this thread takes it."""
+        if self._due_at is None:
+            return float("inf")
+        until = (self._due_at - timezone.now()).total_seconds()
+        if until <= 0:
+            self._due_at = None
+            return 0.0
+        return until
 
 
 class WakeupListener(threading.Thread):

@@ -1,9 +1,12 @@
-"""The worker: N threads claiming and running sagas, one keeper (leases, heartbeat).
+"""The worker: N threads claiming and running sagas; the main thread keeps leases and
+the heartbeat.
 
-A boring loop per thread: `tick()` claims one due saga and runs it as far as it goes;
-when there was nothing to do the thread sleeps until a wake-up, a known due time or the
-poll interval. Signals only set a flag: threads stop claiming, sagas in hand are handed
-back after their current call, and the process exits within the grace period.
+A boring loop per thread: `tick()` claims one due saga, takes its Redis lock, and runs it
+as far as it goes (executor.py) while the lease keeper keeps its lease alive; when there
+was nothing to do the thread looks at the next due time and sleeps until a wake-up, that
+time or the poll interval (idle.py, wakeup.py). Signals only set a flag: threads stop claiming,
+sagas in hand are handed back after their current call, and the process exits within the
+grace period.
 """
 
 import contextlib
@@ -20,11 +23,13 @@ from django.utils import timezone
 
 from sagas.engine.claim import Claimed, next_due_at, saga_claim
 from sagas.engine.executor import PlanCache, Runtime, saga_run
+from sagas.engine.heartbeat import Heartbeat
+from sagas.engine.idle import IdleWait
+from sagas.engine.lease_keeper import LeaseKeeper
 from sagas.engine.locks import saga_locks_from_settings
-from sagas.engine.record import Lease, lease_release, lease_renew
+from sagas.engine.record import lease_release
 from sagas.engine.store import GroupWriter
 from sagas.engine.wakeup import Wakeups, listener_start, wake_workers
-from sagas.models import TERMINAL_STATUSES, WorkerHeartbeat
 
 logger = logging.getLogger("sagas.engine")
 
@@ -32,9 +37,6 @@ logger = logging.getLogger("sagas.engine")
 LOCK_BUSY_DELAY = 1.0
 ERROR_DELAY = 5.0
 DB_ERRORS = (DatabaseError, InterfaceError)
-# Idle threads of a process share one look at the next due time within this many seconds
-# (each look is a query; a busy worker's threads go idle hundreds of times a second).
-LOOK_SHARED_SECONDS = 0.05
 
 
 class Worker:
@@ -57,6 +59,9 @@ class Worker:
             poll_seconds=poll_seconds or settings.SAGA_WORKER_POLL_SECONDS, capacity=concurrency
         )
         self.locks = saga_locks_from_settings(self.lease_seconds)
+        self.keeper = LeaseKeeper(self.lease_seconds)
+        self.heartbeat = Heartbeat(self.worker_id)
+        self.idle = IdleWait(self.wakeups, next_due_at)
         self.runtime = Runtime(
             owner=self.worker_id,
             lease_seconds=self.lease_seconds,
@@ -65,12 +70,6 @@ class Worker:
             released=self.wakeups.due,
             writer=GroupWriter(),
         )
-        self._held: dict[str, Lease] = {}
-        self._held_lock = threading.Lock()
-        self._look_lock = threading.Lock()
-        self._looked_at = float("-inf")
-        self._looked_due = None
-        self._thread = threading.local()  # per thread: a finished saga's lock to release
 
     # One unit of work -------------------------------------------------------------
 
@@ -82,42 +81,24 @@ class Worker:
             owner=self.worker_id, now=timezone.now(), lease_seconds=self.lease_seconds
         )
         if claimed is None:
-            self._finished_release()  # out of work: nothing to share the round trip with
             return False
         lease = claimed.lease
-        if not self.locks.acquire(lease.saga_id, lease.token, release=self._finished_take()):
+        lock = self.locks.acquire(lease.saga_id, lease.token)
+        if lock is None:
             # A previous holder may still be mid-call: let its lock run out first.
             lease_release(lease=lease, now=timezone.now(), delay_seconds=LOCK_BUSY_DELAY)
             return True
-        self._hold(lease)
-        status = None
         try:
-            status = self._run(claimed)
+            with self.keeper.hold(lease, lock):
+                self._run(claimed)
         finally:
-            self._unhold(lease)
-            if status in TERMINAL_STATUSES:
-                # Nothing will claim a finished saga (but a retry request): its lock goes
-                # with this thread's next acquire, one round trip for both, or before the
-                # thread idles.
-                self._thread.finished = (lease.saga_id, lease.token)
-            else:
-                self.locks.release(lease.saga_id, lease.token)
+            lock.release()
         return True
 
-    def _finished_take(self) -> tuple | None:
-        finished = getattr(self._thread, "finished", None)
-        self._thread.finished = None
-        return finished
-
-    def _finished_release(self) -> None:
-        finished = self._finished_take()
-        if finished is not None:
-            self.locks.release(*finished)
-
-    def _run(self, claimed: Claimed) -> str | None:
+    def _run(self, claimed: Claimed) -> None:
         lease = claimed.lease
         try:
-            return saga_run(claimed, self.runtime)
+            saga_run(claimed, self.runtime)
         except DB_ERRORS:
             raise  # the database is down: the thread backs off; the lease runs out
         except Exception:
@@ -131,15 +112,6 @@ class Worker:
                 },
             )
             lease_release(lease=lease, now=timezone.now(), delay_seconds=ERROR_DELAY)
-            return None
-
-    def _hold(self, lease: Lease) -> None:
-        with self._held_lock:
-            self._held[str(lease.saga_id)] = lease
-
-    def _unhold(self, lease: Lease) -> None:
-        with self._held_lock:
-            self._held.pop(str(lease.saga_id), None)
 
     # Threads ------------------------------------------------------------------------
 
@@ -160,42 +132,13 @@ class Worker:
                 if not worked:
                     self._idle()
         finally:
-            self._finished_release()
             _connection_drop()
 
     def _idle(self) -> None:
-        """Sleep until work may be due: one cheap look per wake, not a claim attempt."""
-        self._finished_release()
-        while not self.stopping.is_set():
-            try:
-                due = self._next_due()
-            except DB_ERRORS:
-                _connection_drop()
-                return
-            self.wakeups.due(due)  # (one already due still gets a 5 ms pause: no spinning)
-            if self.wakeups.wait():
-                return  # woken: new work was announced
-            if due is not None and due <= timezone.now():
-                return  # its time has come: claim it
-
-    def _next_due(self):
-        """When the earliest waiting saga becomes due: a recent look by another idle thread
-        of this process when it still says "later" (or "nothing"), else a fresh look.
-
-        A saga scheduled by another process in between is found at the next look, as it
-        would be if no thread happened to look then: sagas this process releases are told
-        to the Wakeups directly, new and resumed ones by a notification.
-        """
-        now = time.monotonic()
-        with self._look_lock:
-            due, fresh = self._looked_due, now - self._looked_at < LOOK_SHARED_SECONDS
-            if fresh and (due is None or due > timezone.now()):
-                return due
-            self._looked_at = now
-        due = next_due_at()
-        with self._look_lock:
-            self._looked_due = due
-        return due
+        try:
+            self.idle.wait(self.stopping)
+        except DB_ERRORS:
+            _connection_drop()  # the next claim backs off if the database is still down
 
     def stop(self) -> None:
         """Stop claiming; called from a signal handler, so it only sets flags."""
@@ -204,8 +147,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve until stopped; then hand back or finish within the grace period."""
-        started_at = timezone.now()
-        self._heartbeat(started_at)
+        _safely(self.heartbeat.beat)
         self.runtime.writer.start()
         threads = [
             threading.Thread(target=self.serve, name=f"saga-worker-{n}", daemon=True)
@@ -219,64 +161,34 @@ class Worker:
             extra={"worker_id": self.worker_id, "concurrency": self.concurrency},
         )
         keep_every = min(self.heartbeat_seconds, self.lease_seconds / 3)
-        while not self.stopping.is_set():
-            self.stopping.wait(keep_every)
-            self._keep(started_at)
-        self._drain(threads, started_at, keep_every)
+        while not self.stopping.wait(keep_every):
+            self._keep()
+        self._drain(threads, keep_every)
         self.runtime.writer.stop()
-        _safely(lambda: WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete())
+        _safely(self.heartbeat.remove)
         logger.info("saga worker stopped", extra={"worker_id": self.worker_id})
         return 0
 
-    def _drain(self, threads, started_at, keep_every) -> None:
+    def _keep(self) -> None:
+        """The main thread's one job while threads work: leases, then the heartbeat."""
+        _safely(self.keeper.renew)
+        _safely(self.heartbeat.beat)
+
+    def _drain(self, threads, keep_every) -> None:
+        """Wait up to the grace period for the threads' calls in flight, keeping leases."""
         deadline = time.monotonic() + self.grace_seconds
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
             for thread in threads:
                 thread.join(timeout=min(keep_every, max(deadline - time.monotonic(), 0)))
                 if time.monotonic() >= deadline:
                     break
-            self._keep(started_at)
+            self._keep()
         busy = sum(t.is_alive() for t in threads)
         if busy:
             # Their calls are still in flight: their leases run out and another worker
             # re-sends those calls with the same Idempotency-Key.
             logger.warning("grace period over with %d sagas in flight", busy)
         wake_workers()
-
-    # Keeper ------------------------------------------------------------------------
-
-    def _keep(self, started_at) -> None:
-        """Renew the leases of sagas in hand, and beat the heartbeat."""
-        with self._held_lock:
-            leases = list(self._held.values())
-        now = timezone.now()
-        for lease in leases:
-            renewed = _safely(
-                lambda lease=lease: lease_renew(
-                    lease=lease, now=now, lease_seconds=self.lease_seconds
-                )
-            )
-            if renewed is False:
-                lease.lost = True
-            self.locks.renew(lease.saga_id, lease.token)
-        self._heartbeat(started_at)
-
-    def _heartbeat(self, started_at) -> None:
-        def beat():
-            now = timezone.now()
-            updated = WorkerHeartbeat.objects.filter(worker_id=self.worker_id).update(
-                last_seen_at=now
-            )
-            if not updated:
-                WorkerHeartbeat.objects.create(
-                    worker_id=self.worker_id,
-                    hostname=socket.gethostname()[:200],
-                    pid=os.getpid(),
-                    started_at=started_at,
-                    last_seen_at=now,
-                )
-
-        _safely(beat)
 
 
 def _safely(action):

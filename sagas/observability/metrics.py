@@ -13,7 +13,6 @@ listener in every process (Gunicorn workers, saga workers); `saga_start` counts 
 
 import logging
 import time
-from datetime import timedelta
 
 from saga_orchestrator import prometheus
 from sagas.observability.request_stats import request_record
@@ -22,7 +21,6 @@ from sagas.observability.request_stats import request_record
 # named `<host>-<pid>` (containers sharing one volume reuse pids, not hostnames).
 _MULTIPROC_DIR = prometheus.multiproc_dir_prepare()
 
-from django.conf import settings  # noqa: E402
 from django.db import DatabaseError  # noqa: E402
 from django.db.models import Count, Q  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -178,10 +176,9 @@ def saga_waiting_counts() -> dict[str, int]:
 
 
 def workers_alive_count() -> int:
-    from sagas.models import WorkerHeartbeat
+    from sagas.engine.heartbeat import workers_alive
 
-    horizon = timezone.now() - timedelta(seconds=3 * settings.SAGA_WORKER_HEARTBEAT_SECONDS)
-    return WorkerHeartbeat.objects.filter(last_seen_at__gte=horizon).count()
+    return workers_alive().count()
 
 
 class _ProcessCollector:

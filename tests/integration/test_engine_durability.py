@@ -301,20 +301,28 @@ def test_non_ascii_header_values_are_sent_and_bad_urls_fail_permanently(particip
     assert participants.received("POST", "/two with space") == []
 
 
-@pytest.mark.not_on_sqlite("Redis locks: without REDIS_HOST there is no lock to release")
-def test_a_finished_sagas_lock_goes_with_the_next_acquire_or_when_work_runs_out(participants):
+@pytest.mark.not_on_sqlite("Redis locks: without REDIS_HOST there is no lock to hold")
+def test_a_sagas_lock_is_held_with_its_token_while_it_runs_and_released_after(participants):
     client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT, db=settings.REDIS_DB)
+    seen = []
+
+    def observe(request):
+        saga_id = request.header("Idempotency-Key").split(":")[0]
+        try:
+            lease = SagaInstance.objects.values_list("lease_token", flat=True).get(id=saga_id)
+        finally:
+            connection.close()  # this participant thread's own connection
+        key = lock_key(saga_id)
+        seen.append((lease, client.get(key), client.pttl(key)))
+        return Reply(200, {})
+
+    participants.script("POST", "/one", observe)
     worker = Worker(concurrency=1, poll_seconds=0.05)
-    first = saga_create(two_steps(participants))
-    assert worker.tick() is True  # runs `first` to its end
-    assert saga_get(first).status == "completed"
-    assert client.exists(lock_key(first.id))  # held a moment longer: no round trip of its own
-
-    second = saga_create(two_steps(participants))
-    assert worker.tick() is True  # its acquire released the first lock in the same trip
-    assert saga_get(second).status == "completed"
-    assert not client.exists(lock_key(first.id))
-    assert client.exists(lock_key(second.id))
-
-    assert worker.tick() is False  # nothing due: released before the thread idles
-    assert not client.exists(lock_key(second.id))
+    saga = saga_create(two_steps(participants))
+    assert worker.tick() is True
+    done = saga_get(saga)
+    assert done.status == "completed"
+    ((lease, value, ttl_ms),) = seen
+    assert value == str(lease).encode()  # valued by the lease token in force
+    assert 0 < ttl_ms <= worker.lease_seconds * 1000
+    assert not client.exists(lock_key(saga.id))  # released when the saga was handed back

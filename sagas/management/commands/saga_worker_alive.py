@@ -1,17 +1,15 @@
 """`python manage.py saga_worker_alive`: exit 0 when a saga worker on this host is alive.
 
 The saga_worker container's health check. Alive = a WorkerHeartbeat row with this host's
-name seen within 3 heartbeat intervals (the rule of /health/detailed/ and /metrics).
+name alive by the rule of sagas/engine/heartbeat.py (as /health/detailed/ and /metrics).
 """
 
 import socket
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from sagas.models import WorkerHeartbeat
+from sagas.engine.heartbeat import ALIVE_INTERVALS, workers_alive
 
 
 class Command(BaseCommand):
@@ -23,10 +21,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, hostname, **options):
-        window = 3 * settings.SAGA_WORKER_HEARTBEAT_SECONDS
-        horizon = timezone.now() - timedelta(seconds=window)
-        alive = WorkerHeartbeat.objects.filter(hostname=hostname, last_seen_at__gte=horizon)
-        count = alive.count()
+        count = workers_alive(hostname=hostname).count()
         if not count:
+            window = ALIVE_INTERVALS * settings.SAGA_WORKER_HEARTBEAT_SECONDS
             raise CommandError(f"no heartbeat from a worker on {hostname} in the last {window:g}s")
         self.stdout.write(f"{count} saga worker(s) alive on {hostname}")
