@@ -75,8 +75,9 @@ def transition_record(
     """Persist `state` (with `opened` as its step's in-flight mark, and the attempt row
     of `closed`) if we still hold the lease; else LeaseLost.
 
-    Held, the saga's `next_attempt_at` is the lease expiry: when another worker may take
-    it over. Released, it is the state's own (a retry time, or None when finished).
+    Held, the saga's `next_attempt_at` is left as it was claimed (the due check reads the
+    lease expiry; an unchanged indexed column lets PostgreSQL update in place). Released,
+    it is the state's own (a retry time, or None when finished).
     `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
     With a `writer`, the write is committed with other sagas' (writer.py).
     """
@@ -95,7 +96,7 @@ def transition_record(
         attempt = "insert" if closed.opened is not None else "complete"
 
     def write() -> int:
-        return _write(params, watch_cancel, attempt)
+        return _write(params, watch_cancel, release, attempt)
 
     written = write() if writer is None else writer.write(write)
     if written != 1:
@@ -104,11 +105,11 @@ def transition_record(
         event_emit(event)
 
 
-def _write(params: dict, watch_cancel: bool, attempt: str | None) -> int:
+def _write(params: dict, watch_cancel: bool, release: bool, attempt: str | None) -> int:
     """`attempt`: None, "insert" (the ended call's row) or "complete" (a row an earlier
     version inserted in flight)."""
     if dialect.is_postgresql():
-        parts = [f"saga AS ({_saga_update(watch_cancel)})"]
+        parts = [f"saga AS ({_saga_update(watch_cancel, release)})"]
         if attempt == "insert":
             parts.append(f"closed AS ({_attempt_insert('id', 'FROM saga')})")
         elif attempt == "complete":
@@ -116,7 +117,7 @@ def _write(params: dict, watch_cancel: bool, attempt: str | None) -> int:
         sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM saga"
         return dialect.execute(sql, params)[0][0]
     with transaction.atomic():
-        if not dialect.execute(_saga_update(watch_cancel), params):
+        if not dialect.execute(_saga_update(watch_cancel, release), params):
             return 0
         if attempt == "insert":
             dialect.execute(_attempt_insert("%(id)s", ""), params)
@@ -125,9 +126,11 @@ def _write(params: dict, watch_cancel: bool, attempt: str | None) -> int:
     return 1
 
 
-def _saga_update(watch_cancel: bool) -> str:
+def _saga_update(watch_cancel: bool, release: bool) -> str:
     expiry = dialect.later_sql("lease_seconds")
     guard = " AND cancel_requested = false" if watch_cancel else ""
+    # Released, the state's own due time; held, unchanged (see transition_record).
+    due = f", next_attempt_at = {dialect.cast('next_attempt_at', 'timestamptz')}"
     return (
         f"UPDATE {SAGA} SET status = %(status)s, phase = %(phase)s,"
         f" current_step = %(current_step)s, steps = {dialect.cast('steps', 'jsonb')},"
@@ -135,10 +138,8 @@ def _saga_update(watch_cancel: bool) -> str:
         " started_at = %(started_at)s, finished_at = %(finished_at)s,"
         " updated_at = %(updated_at)s,"
         " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
-        # Held (lease_seconds set), the expiry, which is also when the saga is due again;
-        # released (NULL), no expiry and the state's own due time.
-        f" lease_expires_at = {expiry},"
-        f" next_attempt_at = coalesce({expiry}, {dialect.cast('next_attempt_at', 'timestamptz')})"
+        # Held (lease_seconds set), the expiry; released (NULL), none.
+        f" lease_expires_at = {expiry}{due if release else ''}"
         f" WHERE id = %(id)s AND lease_token = %(token)s{guard} RETURNING id"
     )
 
@@ -217,7 +218,7 @@ def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
     `now` is the worker's clock, used on SQLite only."""
     expiry = dialect.later_sql("lease_seconds")
     sql = (
-        f"UPDATE {SAGA} SET lease_expires_at = {expiry}, next_attempt_at = {expiry}"
+        f"UPDATE {SAGA} SET lease_expires_at = {expiry}"
         " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id"
     )
     params = _fence_params(lease) | dialect.clock_params(now, lease_seconds=lease_seconds)
