@@ -11,8 +11,8 @@ from django.db import DataError, connection
 from django.utils import timezone
 
 from sagas.engine import store
-from sagas.engine.transitions import Call, call_start
-from sagas.models import SagaInstance
+from sagas.engine.transitions import INTERRUPTED, Call, call_start
+from sagas.models import SagaAttempt, SagaInstance
 from sagas.selectors import saga_attempt_list
 from tests.saga_builders import (
     call,
@@ -91,6 +91,65 @@ def test_an_accepted_cancel_stops_a_write_that_does_not_know_of_it():
     claimed.state.cancel_requested = True  # known now: the write goes through
     record(claimed)
     assert [a.outcome for a in attempts(saga)] == [None]
+
+
+@pytest.mark.sqlite
+def test_an_attempt_row_is_written_once_with_its_outcome():
+    claimed = claimed_saga()
+    record(claimed)
+    saga = SagaInstance(id=claimed.lease.saga_id)
+    assert SagaAttempt.objects.filter(saga_id=saga.id).count() == 0  # in the saga row only
+    in_flight = attempts(saga)
+    assert [(a.step, a.attempt, a.method, a.outcome) for a in in_flight] == [
+        ("one", 1, "POST", None)
+    ]
+
+    close(claimed, in_flight[0].started_at)
+
+    rows = list(SagaAttempt.objects.filter(saga_id=saga.id))
+    assert [(a.step, a.attempt, a.method, a.url, a.outcome) for a in rows] == [
+        ("one", 1, "POST", "http://127.0.0.1:9/one", "interrupted")
+    ]
+    assert rows[0].started_at == in_flight[0].started_at
+    assert [a.outcome for a in attempts(saga)] == ["interrupted"]
+
+
+@pytest.mark.sqlite
+def test_a_row_an_earlier_version_inserted_in_flight_is_completed_not_repeated():
+    claimed = claimed_saga()
+    record(claimed)
+    saga = SagaInstance(id=claimed.lease.saga_id)
+    # As the earlier version left it: a bare mark, and the row inserted before the call.
+    steps = saga_get(saga).steps
+    steps[0]["in_flight"] = True
+    SagaInstance.objects.filter(id=saga.id).update(steps=steps)
+    SagaAttempt.objects.create(
+        saga_id=saga.id, step="one", step_index=0, phase="action", attempt=1, method="POST",
+        url="http://127.0.0.1:9/one", started_at=timezone.now(),
+    )  # fmt: skip
+    assert [a.outcome for a in attempts(saga)] == [None]
+
+    close(claimed, None)
+
+    assert [a.outcome for a in attempts(saga)] == ["interrupted"]
+
+
+def close(claimed, started_at):
+    """Write the first call's end (as recovery does after a crash: interrupted)."""
+    first = Call("action", 0, 1)
+    opened = None  # the earlier version's row: completed, not inserted
+    if started_at is not None:
+        opened = store.AttemptOpen(first, "one", "POST", "http://127.0.0.1:9/one", started_at)
+    state = call_start(claimed.state, first, timezone.now())
+    state.steps[0].pop("in_flight")
+    store.transition_record(
+        lease=claimed.lease,
+        before=state.status,
+        state=state,
+        now=timezone.now(),
+        lease_seconds=LEASE,
+        closed=store.AttemptClose(first, "one", INTERRUPTED, opened),
+    )
 
 
 @pytest.mark.sqlite
