@@ -163,7 +163,8 @@ class SagaInstance(models.Model):
 
 
 class SagaAttempt(models.Model):
-    """One participant call: inserted before the call, completed after it (append-only)."""
+    """One participant call, written once it ended, with its outcome (append-only). The
+    call in flight is its step's `in_flight` mark in the saga row (engine/store)."""
 
     saga = models.ForeignKey(SagaInstance, on_delete=models.CASCADE, related_name="attempts")
     step = models.CharField(max_length=100)
@@ -173,7 +174,8 @@ class SagaAttempt(models.Model):
     method = models.CharField(max_length=10)
     url = models.TextField()
     status_code = models.IntegerField(null=True, blank=True)
-    # Null while the call is in flight; "interrupted" once a worker found its caller dead.
+    # "interrupted" once a worker found its caller dead; null only on a row an earlier
+    # version inserted while its call was in flight.
     outcome = models.CharField(max_length=20, choices=Outcome.choices, null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     started_at = models.DateTimeField()
