@@ -4,6 +4,7 @@ saga, an idle writer committing at once."""
 
 import threading
 import time
+from datetime import timedelta
 
 import psycopg2
 import pytest
@@ -285,3 +286,27 @@ def other_session_running_count() -> int:
         return cursor.fetchone()[0]
     finally:
         conn.close()
+
+
+@pytest.mark.sqlite
+def test_idle_workers_sleep_until_the_earliest_due_time_or_held_lease_expiry():
+    held = claimed_saga()  # claimed when due: its due time is past, its lease runs 30 s
+    later = saga_create(held_definition(), next_attempt_at=timezone.now() + timedelta(seconds=10))
+
+    assert in_seconds(store.next_due_at()) == pytest.approx(10, abs=1.5)
+
+    SagaInstance.objects.filter(id=held.lease.saga_id).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=5)
+    )  # its worker died: due when its lease expires
+    assert in_seconds(store.next_due_at()) == pytest.approx(5, abs=1.5)
+
+    SagaInstance.objects.filter(id=later.id).update(status="completed", next_attempt_at=None)
+    assert in_seconds(store.next_due_at()) == pytest.approx(5, abs=1.5)
+
+
+def held_definition():
+    return definition_create([step("one", call("http://127.0.0.1:9/one"))])
+
+
+def in_seconds(moment) -> float:
+    return (moment - timezone.now()).total_seconds()
