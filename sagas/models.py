@@ -86,7 +86,11 @@ class SagaDefinition(models.Model):
 
 class SagaInstance(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    definition = models.ForeignKey(SagaDefinition, on_delete=models.PROTECT, related_name="+")
+    # No index: nothing reads sagas by definition id (lists filter on `definition_name`),
+    # and every index is one more write per insert and per non-HOT update.
+    definition = models.ForeignKey(
+        SagaDefinition, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # Copied from the definition so that lists filter without a join.
     definition_name = models.CharField(max_length=100)
     definition_version = models.PositiveIntegerField()
@@ -132,6 +136,10 @@ class SagaInstance(models.Model):
                 name="saga_idempotency_key",
             ),
         ]
+        # Indexes only on what the claim and the API's reads need. A transition changes
+        # none of their columns except at the start and the end (status, finished_at,
+        # next_attempt_at on release), so PostgreSQL updates the row in place (HOT) given
+        # room on its page: the table's fillfactor (migration 0005).
         indexes = [
             # Claim of due work: WHERE status IN (active) AND next_attempt_at <= now
             # ORDER BY next_attempt_at — partial, so finished sagas cost nothing.
@@ -155,7 +163,8 @@ class SagaInstance(models.Model):
 
 
 class SagaAttempt(models.Model):
-    """One participant call: inserted before the call, completed after it (append-only)."""
+    """One participant call, written once it ended, with its outcome (append-only). The
+    call in flight is its step's `in_flight` mark in the saga row (engine/store)."""
 
     saga = models.ForeignKey(SagaInstance, on_delete=models.CASCADE, related_name="attempts")
     step = models.CharField(max_length=100)
@@ -165,7 +174,8 @@ class SagaAttempt(models.Model):
     method = models.CharField(max_length=10)
     url = models.TextField()
     status_code = models.IntegerField(null=True, blank=True)
-    # Null while the call is in flight; "interrupted" once a worker found its caller dead.
+    # "interrupted" once a worker found its caller dead; null only on a row an earlier
+    # version inserted while its call was in flight.
     outcome = models.CharField(max_length=20, choices=Outcome.choices, null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     started_at = models.DateTimeField()

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from sagas.engine import heartbeat
 from sagas.models import (
@@ -73,9 +74,44 @@ def saga_get(*, saga_id) -> SagaInstance | None:
     return SagaInstance.objects.filter(id=saga_id).first()
 
 
-def saga_attempt_list(*, saga_id) -> QuerySet[SagaAttempt]:
-    """Every participant call of a saga, in the order they were made."""
-    return SagaAttempt.objects.filter(saga_id=saga_id).order_by("id")
+def saga_attempt_list(*, saga_id) -> list[SagaAttempt]:
+    """Every participant call of a saga, in the order they were made: the attempt rows,
+    then the call in flight, if any (outcome null).
+
+    A call's row is written once it ends; until then it is its step's `in_flight` mark in
+    the saga row. The saga is read first: a call that ends in between is then in both
+    reads, and its row wins."""
+    saga = SagaInstance.objects.filter(id=saga_id).values("steps").first()
+    rows = list(SagaAttempt.objects.filter(saga_id=saga_id).order_by("id"))
+    in_flight = _call_in_flight(saga_id, saga) if saga else None
+    if in_flight is not None and not any(_same_call(row, in_flight) for row in rows):
+        rows.append(in_flight)
+    return rows
+
+
+def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
+    for index, step in enumerate(saga["steps"]):
+        mark = step.get("in_flight")
+        # A bare `True`: an earlier version inserted the row in flight (it is in `rows`).
+        if isinstance(mark, dict):
+            return SagaAttempt(
+                saga_id=saga_id,
+                step=step["name"],
+                step_index=index,
+                phase=mark["phase"],
+                attempt=mark["attempt"],
+                method=mark["method"],
+                url=mark["url"],
+                started_at=parse_datetime(mark["started_at"]),
+            )
+    return None
+
+
+def _same_call(row: SagaAttempt, call: SagaAttempt) -> bool:
+    # The attempt number alone is not enough: a call re-sent after an interruption keeps
+    # it, while the interrupted row keeps its own start.
+    key = ("step_index", "phase", "attempt", "started_at")
+    return all(getattr(row, name) == getattr(call, name) for name in key)
 
 
 def workers_alive(*, now: datetime | None = None) -> int:

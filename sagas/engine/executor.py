@@ -89,6 +89,9 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
     if interrupted is not None:
         # A worker died mid-call: the outcome is unknown, so the call is sent again with
         # the same Idempotency-Key and attempt number (within SAGA_MAX_INTERRUPTIONS).
+        name = plan.steps[interrupted.index].name
+        mark = state.steps[interrupted.index].get("in_flight")
+        opened = AttemptOpen.from_mark(interrupted, name, mark)
         state, result = interruption_settle(
             state,
             plan,
@@ -97,7 +100,8 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
             _jitter(),
             settings.SAGA_MAX_INTERRUPTIONS,
         )
-        closed = AttemptClose(interrupted, plan.steps[interrupted.index].name, result)
+        # Its attempt row is written now, as `interrupted` (it was only in the saga row).
+        closed = AttemptClose(interrupted, name, result, opened)
     # Every log line of this run (SAGA events, warnings) carries the saga's request id.
     token = set_request_id(lease.request_id)
     try:
@@ -109,7 +113,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
                 if call is None or runtime.stopping() or lease.lost:
                     _hand_back(lease, before, decided, closed, call, runtime)
                     return decided.status
-                state, request = _call_open(
+                state, request, opened = _call_open(
                     lease, before, decided, plan, call, closed, claimed, runtime
                 )
             except CancelRequested:
@@ -118,7 +122,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
             before = state.status
             result = request if isinstance(request, CallResult) else _send(request)
             state = call_settle(state, plan, call, result, timezone.now(), _jitter())
-            closed = AttemptClose(call, plan.steps[call.index].name, result)
+            closed = AttemptClose(call, opened.step, result, opened)
     except LeaseLost:
         logger.info("lease lost, leaving the saga to its new holder", extra=_ids(lease))
         return None
@@ -127,7 +131,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
 
 
 def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
-    """Record the attempt (and the previous one's outcome) before the call is made."""
+    """Record the call as in flight (and the previous one's attempt row) before it is made."""
     now = timezone.now()
     request = call_prepare(
         plan=plan,
@@ -157,7 +161,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         opened=opened,
         writer=runtime.writer,
     )
-    return state, request
+    return state, request, opened
 
 
 def _send(request: ParticipantRequest) -> CallResult:

@@ -91,9 +91,11 @@ def test_no_call_inside_a_transaction_and_each_transition_committed_first(partic
 
     first, second = seen
     assert first["open_tx"] == 0 and second["open_tx"] == 0
-    # The attempt row is committed before its call, still open (no outcome).
-    assert first["rows"] == [("one", 1, None)]
-    assert second["rows"] == [("one", 1, "succeeded"), ("two", 1, None)]
+    # The call is committed as in flight (in its step) before it is sent; its attempt
+    # row is written with its outcome, with the next call's in-flight mark.
+    assert first["rows"] == [] and first["steps"][0]["in_flight"]["attempt"] == 1
+    assert second["rows"] == [("one", 1, "succeeded")]
+    assert second["steps"][1]["in_flight"]["attempt"] == 1
     # The previous transition is committed before the next call starts.
     assert second["steps"][0]["status"] == "succeeded"
     assert second["steps"][1]["status"] == "running"

@@ -71,11 +71,14 @@ def test_every_lease_time_a_skewed_worker_writes_is_by_the_database_clock():
     ahead = timezone.now() + AHEAD
     claimed = saga_claim(owner="ahead", now=ahead, lease_seconds=LEASE)
     assert_by_db_clock(saga_get(saga).lease_expires_at, LEASE)
+    claimed_due = saga_get(saga).next_attempt_at
 
     assert lease_renew(lease=claimed.lease, now=ahead, lease_seconds=LEASE)
     renewed = saga_get(saga)
     assert_by_db_clock(renewed.lease_expires_at, LEASE)
-    assert renewed.next_attempt_at == renewed.lease_expires_at
+    # Held, its due time stays as claimed; idle workers sleep until the lease runs out.
+    assert renewed.next_attempt_at == claimed_due
+    assert sleeps_until_the_lease_ends()
 
     state = claimed.state
     transition_record(
@@ -83,7 +86,8 @@ def test_every_lease_time_a_skewed_worker_writes_is_by_the_database_clock():
     )
     recorded = saga_get(saga)
     assert_by_db_clock(recorded.lease_expires_at, LEASE)
-    assert recorded.next_attempt_at == recorded.lease_expires_at
+    assert recorded.next_attempt_at == claimed_due
+    assert sleeps_until_the_lease_ends()
 
     assert lease_release(lease=claimed.lease, now=ahead, delay_seconds=5)
     released = saga_get(saga)
@@ -107,3 +111,12 @@ def test_on_one_clock_a_live_lease_is_kept_and_nothing_is_claimed_before_it_is_d
     assert saga_get(later).lease_token is None
     # Idle workers sleep until the earlier of the two: the held lease's end or `later`.
     assert timezone.now() + timedelta(seconds=28) < next_due_at() <= expected
+
+
+def sleeps_until_the_lease_ends() -> bool:
+    due = next_due_at()
+    return (
+        timezone.now() + timedelta(seconds=LEASE - 5)
+        < due
+        <= timezone.now() + timedelta(seconds=LEASE + 1)
+    )

@@ -4,6 +4,7 @@ saga, an idle writer committing at once."""
 
 import threading
 import time
+from datetime import timedelta
 
 import psycopg2
 import pytest
@@ -11,10 +12,10 @@ from django.db import DataError, connection
 from django.utils import timezone
 
 from sagas.engine import store
-from sagas.engine.transitions import Call, call_start
-from sagas.models import SagaInstance
+from sagas.engine.transitions import INTERRUPTED, Call, call_start
+from sagas.models import SagaAttempt, SagaInstance
+from sagas.selectors import saga_attempt_list
 from tests.saga_builders import (
-    attempts,
     call,
     definition_create,
     in_thread,
@@ -36,7 +37,7 @@ def claimed_saga():
 
 
 def record(claimed, *, steps=None, writer=None, release=False):
-    """Record the first call as in flight (its attempt row opened)."""
+    """Record the first call as in flight."""
     first = Call("action", 0, 1)
     state = call_start(claimed.state, first, timezone.now())
     if steps is not None:
@@ -52,6 +53,11 @@ def record(claimed, *, steps=None, writer=None, release=False):
         writer=writer,
         release=release,
     )
+
+
+def attempts(saga):
+    """The saga's calls as /logs/ shows them (the one in flight included)."""
+    return saga_attempt_list(saga_id=saga.id)
 
 
 def steal(claimed):
@@ -89,6 +95,65 @@ def test_an_accepted_cancel_stops_a_write_that_does_not_know_of_it():
 
 
 @pytest.mark.sqlite
+def test_an_attempt_row_is_written_once_with_its_outcome():
+    claimed = claimed_saga()
+    record(claimed)
+    saga = SagaInstance(id=claimed.lease.saga_id)
+    assert SagaAttempt.objects.filter(saga_id=saga.id).count() == 0  # in the saga row only
+    in_flight = attempts(saga)
+    assert [(a.step, a.attempt, a.method, a.outcome) for a in in_flight] == [
+        ("one", 1, "POST", None)
+    ]
+
+    close(claimed, in_flight[0].started_at)
+
+    rows = list(SagaAttempt.objects.filter(saga_id=saga.id))
+    assert [(a.step, a.attempt, a.method, a.url, a.outcome) for a in rows] == [
+        ("one", 1, "POST", "http://127.0.0.1:9/one", "interrupted")
+    ]
+    assert rows[0].started_at == in_flight[0].started_at
+    assert [a.outcome for a in attempts(saga)] == ["interrupted"]
+
+
+@pytest.mark.sqlite
+def test_a_row_an_earlier_version_inserted_in_flight_is_completed_not_repeated():
+    claimed = claimed_saga()
+    record(claimed)
+    saga = SagaInstance(id=claimed.lease.saga_id)
+    # As the earlier version left it: a bare mark, and the row inserted before the call.
+    steps = saga_get(saga).steps
+    steps[0]["in_flight"] = True
+    SagaInstance.objects.filter(id=saga.id).update(steps=steps)
+    SagaAttempt.objects.create(
+        saga_id=saga.id, step="one", step_index=0, phase="action", attempt=1, method="POST",
+        url="http://127.0.0.1:9/one", started_at=timezone.now(),
+    )  # fmt: skip
+    assert [a.outcome for a in attempts(saga)] == [None]
+
+    close(claimed, None)
+
+    assert [a.outcome for a in attempts(saga)] == ["interrupted"]
+
+
+def close(claimed, started_at):
+    """Write the first call's end (as recovery does after a crash: interrupted)."""
+    first = Call("action", 0, 1)
+    opened = None  # the earlier version's row: completed, not inserted
+    if started_at is not None:
+        opened = store.AttemptOpen(first, "one", "POST", "http://127.0.0.1:9/one", started_at)
+    state = call_start(claimed.state, first, timezone.now())
+    state.steps[0].pop("in_flight")
+    store.transition_record(
+        lease=claimed.lease,
+        before=state.status,
+        state=state,
+        now=timezone.now(),
+        lease_seconds=LEASE,
+        closed=store.AttemptClose(first, "one", INTERRUPTED, opened),
+    )
+
+
+@pytest.mark.sqlite
 def test_an_idle_writer_commits_a_lone_transition_at_once():
     claimed = claimed_saga()
     writer = store.GroupWriter()
@@ -103,7 +168,7 @@ def test_an_idle_writer_commits_a_lone_transition_at_once():
     assert writer.batches == 1
     assert took < 0.5  # no timer waits for company
     saga = saga_get(SagaInstance(id=claimed.lease.saga_id))
-    assert saga.steps[0]["in_flight"] is True
+    assert saga.steps[0]["in_flight"]["attempt"] == 1
     assert [(a.step, a.attempt, a.outcome) for a in attempts(saga)] == [("one", 1, None)]
 
 
@@ -175,7 +240,7 @@ def test_a_connection_lost_before_the_batch_commits_leaves_nothing_half_written(
 
     def dying_write():
         if not seen:  # what another session sees while the batch is open
-            seen.append(other_session_attempt_count())
+            seen.append(other_session_running_count())
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
         return 1
@@ -210,14 +275,38 @@ def test_a_connection_lost_before_the_batch_commits_leaves_nothing_half_written(
         assert saga.status == "running" and [a.outcome for a in attempts(saga)] == [None]
 
 
-def other_session_attempt_count() -> int:
+def other_session_running_count() -> int:
     params = connection.settings_dict
     conn = psycopg2.connect(
         dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"]
     )
     try:
         cursor = conn.cursor()
-        cursor.execute("SELECT count(*) FROM sagas_sagaattempt")
+        cursor.execute("SELECT count(*) FROM sagas_sagainstance WHERE status = 'running'")
         return cursor.fetchone()[0]
     finally:
         conn.close()
+
+
+@pytest.mark.sqlite
+def test_idle_workers_sleep_until_the_earliest_due_time_or_held_lease_expiry():
+    held = claimed_saga()  # claimed when due: its due time is past, its lease runs 30 s
+    later = saga_create(held_definition(), next_attempt_at=timezone.now() + timedelta(seconds=10))
+
+    assert in_seconds(store.next_due_at()) == pytest.approx(10, abs=1.5)
+
+    SagaInstance.objects.filter(id=held.lease.saga_id).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=5)
+    )  # its worker died: due when its lease expires
+    assert in_seconds(store.next_due_at()) == pytest.approx(5, abs=1.5)
+
+    SagaInstance.objects.filter(id=later.id).update(status="completed", next_attempt_at=None)
+    assert in_seconds(store.next_due_at()) == pytest.approx(5, abs=1.5)
+
+
+def held_definition():
+    return definition_create([step("one", call("http://127.0.0.1:9/one"))])
+
+
+def in_seconds(moment) -> float:
+    return (moment - timezone.now()).total_seconds()

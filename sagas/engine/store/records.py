@@ -1,8 +1,10 @@
-"""What the store hands out and takes in: a lease, a claimed saga, the attempt rows."""
+"""What the store hands out and takes in: a lease, a claimed saga, the calls."""
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
 
 from sagas.engine.outcomes import CallResult
 from sagas.engine.transitions import Call, SagaState
@@ -38,15 +40,41 @@ class Claimed:
 
 @dataclass(frozen=True)
 class AttemptOpen:
+    """A call about to be sent: kept in its step's state (`in_flight`) until it ends."""
+
     call: Call
     step: str
     method: str
     url: str
     started_at: datetime
 
+    def mark(self) -> dict:
+        """The step's `in_flight` mark: what the attempt row needs once the call ends."""
+        return {
+            "phase": str(self.call.phase),
+            "method": self.method,
+            "url": self.url,
+            "attempt": self.call.attempt,
+            "started_at": self.started_at.isoformat(),
+        }
+
+    @classmethod
+    def from_mark(cls, call: Call, step: str, mark) -> "AttemptOpen | None":
+        """The call a step's `in_flight` mark records; None for a bare `True` (an earlier
+        version inserted the attempt row in flight instead)."""
+        if not isinstance(mark, dict):
+            return None
+        started_at = parse_datetime(mark["started_at"])
+        return cls(call, step, mark["method"], mark["url"], started_at)
+
 
 @dataclass(frozen=True)
 class AttemptClose:
+    """A call that ended: its attempt row is written once, with the outcome."""
+
     call: Call
     step: str
     result: CallResult
+    # Its in-flight record; None when the row was inserted in flight (earlier version):
+    # that row is then completed instead.
+    opened: AttemptOpen | None = None

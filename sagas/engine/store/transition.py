@@ -1,14 +1,17 @@
 """The engine's write path: every transition is one short transaction, fenced.
 
     fenced UPDATE of the saga row  (WHERE id = … AND lease_token = …, row count checked)
-    + the attempt row it closes and/or opens
+    + the attempt row of the call that ended, written once with its outcome
     then, after the commit, the events (events.py).
 
-On PostgreSQL the pieces are one data-modifying statement (a CTE is atomic on its own: no
-BEGIN/COMMIT round trips); on SQLite the same pieces run as the statements of one short
-transaction. Zero rows means another worker took the lease over: LeaseLost, and the caller
-stops quietly without having recorded anything. Lease renewal and release are fenced the
-same way.
+A call about to be sent is recorded in the saga row itself: its step's `in_flight` mark
+(method, url, attempt, started_at), part of the same fenced UPDATE, so "recorded before
+the call" costs no attempt row; the row is written when the call ends (or, after a crash,
+as `interrupted` at recovery). On PostgreSQL the pieces are one data-modifying statement
+(a CTE is atomic on its own: no BEGIN/COMMIT round trips); on SQLite the same pieces run
+as the statements of one short transaction. Zero rows means another worker took the lease
+over: LeaseLost, and the caller stops quietly without having recorded anything. Lease
+renewal and release are fenced the same way.
 """
 
 # ruff: noqa: S608
@@ -40,8 +43,21 @@ STATE_COLUMNS = (
     "lease_owner",
     "next_attempt_at",
 )
-OPEN_COLUMNS = ("step", "step_index", "phase", "attempt", "method", "url", "started_at")
-CLOSE_COLUMNS = ("status_code", "outcome", "error", "duration_ms")
+ATTEMPT_COLUMNS = (
+    "step",
+    "step_index",
+    "phase",
+    "attempt",
+    "method",
+    "url",
+    "started_at",
+    "status_code",
+    "outcome",
+    "error",
+    "duration_ms",
+)
+ATTEMPT_TYPES = {"step_index": "integer", "attempt": "integer", "started_at": "timestamptz"}
+ATTEMPT_TYPES |= {"status_code": "integer", "duration_ms": "float8"}
 
 
 def transition_record(
@@ -56,10 +72,12 @@ def transition_record(
     release: bool = False,
     writer: GroupWriter | None = None,
 ) -> None:
-    """Persist `state` (and the attempt rows) if we still hold the lease; else LeaseLost.
+    """Persist `state` (with `opened` as its step's in-flight mark, and the attempt row
+    of `closed`) if we still hold the lease; else LeaseLost.
 
-    Held, the saga's `next_attempt_at` is the lease expiry: when another worker may take
-    it over. Released, it is the state's own (a retry time, or None when finished).
+    Held, the saga's `next_attempt_at` is left as it was claimed (the due check reads the
+    lease expiry; an unchanged indexed column lets PostgreSQL update in place). Released,
+    it is the state's own (a retry time, or None when finished).
     `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
     With a `writer`, the write is committed with other sagas' (writer.py).
     """
@@ -68,16 +86,17 @@ def transition_record(
     # saga never ends `completed` (or `compensated`) after a cancel was accepted (§9.1) —
     # and a miss tells which condition failed.
     watch_cancel = not state.cancel_requested
+    if opened is not None:
+        state.steps[opened.call.index]["in_flight"] = opened.mark()
     params = _state_params(lease, state, now, release)
     params |= dialect.clock_params(now, lease_seconds=None if release else lease_seconds)
+    attempt = None
     if closed is not None:
         params |= _close_params(closed)
-    if opened is not None:
-        params |= _open_params(opened)
-    closes, opens = closed is not None, opened is not None
+        attempt = "insert" if closed.opened is not None else "complete"
 
     def write() -> int:
-        return _write(params, watch_cancel, closes, opens)
+        return _write(params, watch_cancel, release, attempt)
 
     written = write() if writer is None else writer.write(write)
     if written != 1:
@@ -86,28 +105,32 @@ def transition_record(
         event_emit(event)
 
 
-def _write(params: dict, watch_cancel: bool, closes: bool, opens: bool) -> int:
+def _write(params: dict, watch_cancel: bool, release: bool, attempt: str | None) -> int:
+    """`attempt`: None, "insert" (the ended call's row) or "complete" (a row an earlier
+    version inserted in flight)."""
     if dialect.is_postgresql():
-        parts = [f"saga AS ({_saga_update(watch_cancel)})"]
-        if closes:
-            parts.append(f"closed AS ({_attempt_close('(SELECT id FROM saga)')})")
-        if opens:
-            parts.append(f"opened AS ({_attempt_open('id', 'FROM saga')})")
+        parts = [f"saga AS ({_saga_update(watch_cancel, release)})"]
+        if attempt == "insert":
+            parts.append(f"closed AS ({_attempt_insert('id', 'FROM saga')})")
+        elif attempt == "complete":
+            parts.append(f"closed AS ({_attempt_complete('(SELECT id FROM saga)')})")
         sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM saga"
         return dialect.execute(sql, params)[0][0]
     with transaction.atomic():
-        if not dialect.execute(_saga_update(watch_cancel), params):
+        if not dialect.execute(_saga_update(watch_cancel, release), params):
             return 0
-        if closes:
-            dialect.execute(_attempt_close("(%(id)s)"), params)
-        if opens:
-            dialect.execute(_attempt_open("%(id)s", ""), params)
+        if attempt == "insert":
+            dialect.execute(_attempt_insert("%(id)s", ""), params)
+        elif attempt == "complete":
+            dialect.execute(_attempt_complete("(%(id)s)"), params)
     return 1
 
 
-def _saga_update(watch_cancel: bool) -> str:
+def _saga_update(watch_cancel: bool, release: bool) -> str:
     expiry = dialect.later_sql("lease_seconds")
     guard = " AND cancel_requested = false" if watch_cancel else ""
+    # Released, the state's own due time; held, unchanged (see transition_record).
+    due = f", next_attempt_at = {dialect.cast('next_attempt_at', 'timestamptz')}"
     return (
         f"UPDATE {SAGA} SET status = %(status)s, phase = %(phase)s,"
         f" current_step = %(current_step)s, steps = {dialect.cast('steps', 'jsonb')},"
@@ -115,15 +138,13 @@ def _saga_update(watch_cancel: bool) -> str:
         " started_at = %(started_at)s, finished_at = %(finished_at)s,"
         " updated_at = %(updated_at)s,"
         " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
-        # Held (lease_seconds set), the expiry, which is also when the saga is due again;
-        # released (NULL), no expiry and the state's own due time.
-        f" lease_expires_at = {expiry},"
-        f" next_attempt_at = coalesce({expiry}, {dialect.cast('next_attempt_at', 'timestamptz')})"
+        # Held (lease_seconds set), the expiry; released (NULL), none.
+        f" lease_expires_at = {expiry}{due if release else ''}"
         f" WHERE id = %(id)s AND lease_token = %(token)s{guard} RETURNING id"
     )
 
 
-def _attempt_close(saga_ids: str) -> str:
+def _attempt_complete(saga_ids: str) -> str:
     return (
         f"UPDATE {ATTEMPT} SET status_code = %(c_status_code)s, outcome = %(c_outcome)s,"
         " error = %(c_error)s, duration_ms = %(c_duration_ms)s"
@@ -132,12 +153,16 @@ def _attempt_close(saga_ids: str) -> str:
     )
 
 
-def _attempt_open(saga_id: str, source: str) -> str:
+def _attempt_insert(saga_id: str, source: str) -> str:
+    values = ", ".join(
+        dialect.cast(f"c_{column}", ATTEMPT_TYPES[column])
+        if column in ATTEMPT_TYPES
+        else f"%(c_{column})s"
+        for column in ATTEMPT_COLUMNS
+    )
     return (
-        f"INSERT INTO {ATTEMPT} (saga_id, {', '.join(OPEN_COLUMNS)})"
-        f" SELECT {saga_id}, %(o_step)s, {dialect.cast('o_step_index', 'integer')},"
-        f" %(o_phase)s, {dialect.cast('o_attempt', 'integer')}, %(o_method)s, %(o_url)s,"
-        f" {dialect.cast('o_started_at', 'timestamptz')} {source}"
+        f"INSERT INTO {ATTEMPT} (saga_id, {', '.join(ATTEMPT_COLUMNS)})"
+        f" SELECT {saga_id}, {values} {source}"
     )
 
 
@@ -170,30 +195,21 @@ def _state_params(lease: Lease, state: SagaState, now: datetime, release: bool) 
 
 
 def _close_params(closed: AttemptClose) -> dict:
-    result = closed.result
+    result, opened = closed.result, closed.opened
     values = {
+        "step": closed.step,
+        "step_index": closed.call.index,
+        "phase": str(closed.call.phase),
+        "attempt": closed.call.attempt,
+        "method": opened.method if opened else "",
+        "url": opened.url if opened else "",
+        "started_at": opened.started_at if opened else None,
         "status_code": result.status_code,
         "outcome": str(result.outcome),
         "error": result.error,
         "duration_ms": round(result.duration_ms, 3),
-        "step_index": closed.call.index,
-        "phase": str(closed.call.phase),
-        "attempt": closed.call.attempt,
     }
     return {f"c_{key}": dialect.adapt(SagaAttempt, key, value) for key, value in values.items()}
-
-
-def _open_params(opened: AttemptOpen) -> dict:
-    values = {
-        "step": opened.step,
-        "step_index": opened.call.index,
-        "phase": str(opened.call.phase),
-        "attempt": opened.call.attempt,
-        "method": opened.method,
-        "url": opened.url,
-        "started_at": opened.started_at,
-    }
-    return {f"o_{key}": dialect.adapt(SagaAttempt, key, value) for key, value in values.items()}
 
 
 def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
@@ -202,7 +218,7 @@ def lease_renew(*, lease: Lease, now: datetime, lease_seconds: float) -> bool:
     `now` is the worker's clock, used on SQLite only."""
     expiry = dialect.later_sql("lease_seconds")
     sql = (
-        f"UPDATE {SAGA} SET lease_expires_at = {expiry}, next_attempt_at = {expiry}"
+        f"UPDATE {SAGA} SET lease_expires_at = {expiry}"
         " WHERE id = %(id)s AND lease_token = %(token)s RETURNING id"
     )
     params = _fence_params(lease) | dialect.clock_params(now, lease_seconds=lease_seconds)
