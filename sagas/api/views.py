@@ -23,6 +23,8 @@ from sagas.api.serializers import (
     SagaStartSerializer,
     ServiceStatusSerializer,
     is_control_char,
+    saga_representation,
+    start_request_validate,
 )
 from sagas.engine import control
 
@@ -152,9 +154,7 @@ class SagaListCreateView(GenericAPIView):
     )
     def post(self, request):
         key = _idempotency_key(request)
-        serializer = SagaStartSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = start_request_validate(request.data)
         saga, created = services.saga_start(
             definition=data["definition"],
             version=data["version"],
@@ -162,7 +162,7 @@ class SagaListCreateView(GenericAPIView):
             idempotency_key=key,
             request_id=request.request_id,
         )
-        body = SagaSerializer(saga).data
+        body = saga_representation(saga)
         if not created:
             return Response(body, status=status.HTTP_200_OK)
         location = reverse("saga-detail", kwargs={"saga_id": saga.id})
@@ -190,7 +190,7 @@ class SagaDetailView(GenericAPIView):
         tags=["sagas"],
     )
     def get(self, request, saga_id):
-        return Response(SagaSerializer(_saga_or_404(saga_id)).data)
+        return Response(saga_representation(_saga_or_404(saga_id)))
 
 
 class SagaLogsView(GenericAPIView):
@@ -227,7 +227,7 @@ class SagaCancelView(GenericAPIView):
     )
     def post(self, request, saga_id):
         saga = control.saga_cancel(saga_id=saga_id)
-        return Response(SagaSerializer(saga).data, status=status.HTTP_202_ACCEPTED)
+        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
 
 
 class SagaRetryView(GenericAPIView):
@@ -244,7 +244,7 @@ class SagaRetryView(GenericAPIView):
     )
     def post(self, request, saga_id):
         saga = control.saga_retry(saga_id=saga_id)
-        return Response(SagaSerializer(saga).data, status=status.HTTP_202_ACCEPTED)
+        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
 
 
 class ServiceStatusView(GenericAPIView):
