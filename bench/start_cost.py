@@ -188,7 +188,7 @@ def _key(keyed: bool, path: str, n: int) -> str | None:
 def profiled(server: Gunicorn, workdir: Path, count: int) -> str:
     out = workdir / "profile-start.txt"
     spy = str(ROOT / ".venv" / "bin" / "py-spy")
-    argv = [spy, "record", "--pid", str(server.worker), "--rate", "500", "--nonblocking"]
+    argv = [spy, "record", "--pid", str(server.worker), "--rate", "500", "--nonblocking", "--gil"]
     argv += ["--format", "raw", "--output", str(out)]
     spy_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)

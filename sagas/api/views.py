@@ -1,7 +1,6 @@
 """The REST API (DESIGN §3). Each view validates, calls one service or selector, serializes."""
 
 from django.conf import settings
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -165,7 +164,9 @@ class SagaListCreateView(GenericAPIView):
         body = saga_representation(saga)
         if not created:
             return Response(body, status=status.HTTP_200_OK)
-        location = reverse("saga-detail", kwargs={"saga_id": saga.id})
+        # The detail URL is this list URL plus the id (sagas/api/urls.py); request.path
+        # already carries any script prefix, and it costs no URL reversal.
+        location = f"{request.path}{saga.id}/"
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
