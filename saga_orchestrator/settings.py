@@ -265,7 +265,6 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["sagas.api.throttling.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["sagas.api.parsers.JSONParser"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "sagas.api.negotiation.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sagas.api.pagination.Pagination",
     "EXCEPTION_HANDLER": "sagas.api.exceptions.exception_handler",
