@@ -10,12 +10,13 @@ CPU of the Gunicorn worker, of its PostgreSQL backend and of the Redis server fr
 - `start`: POST /api/sagas/ (no saga worker runs: the sagas stay pending);
 - `keyed`: the same, each with a new Idempotency-Key;
 - `health`: GET /health/ (DRF, no dependency: Gunicorn + Django + DRF's pipeline);
-- `plain`: a plain Django view (`HttpResponse`) behind the same middleware, served by a
-  second Gunicorn with the same settings plus one URL.
+- `plain`: a plain Django view (`HttpResponse`) behind the same middleware (the one
+  Gunicorn serves the project's settings plus that URL).
 
-`--profile` samples the worker with py-spy during the `start` phase and prints
-bench/profile_summary.py's summary. The box is shared and its speed drifts: compare
-figures of one run, or of runs made back to back.
+`--profile` samples the worker with py-spy during the `start` phase (`--gil`: only while
+Python runs, so network waits do not count) and prints bench/profile_summary.py's
+summary. The box is shared and its speed drifts: compare figures of one run, or of runs
+made back to back.
 """
 
 import argparse
