@@ -3,9 +3,10 @@
     .venv/bin/python bench/start_cost.py [--requests 2000] [--profile]
 
 Starts Gunicorn (one sync worker, gunicorn.conf.py, INFO logging, the rate limiter on)
-against the local PostgreSQL (database `saga_start_cost`, recreated) and Redis (db 10,
-flushed), registers a 3-step definition, and sends requests one at a time, measuring the
-CPU of the Gunicorn worker, of its PostgreSQL backend and of the Redis server from /proc:
+against the local PostgreSQL (database `saga_start_cost`, recreated) and Redis (db 15 or
+`--redis-db`, flushed first: pick one nobody else uses), registers a 3-step definition,
+and sends requests one at a time, measuring the CPU of the Gunicorn worker, of its
+PostgreSQL backend and of the Redis server from /proc:
 
 - `start`: POST /api/sagas/ (no saga worker runs: the sagas stay pending);
 - `keyed`: the same, each with a new Idempotency-Key;
@@ -41,7 +42,6 @@ from run_bench import children_of, cpu_of, free_port, wait_for  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 DB_NAME = "saga_start_cost"
-REDIS_DB = 10
 API_KEY = "start-cost-internal-key"
 
 PLAIN_SETTINGS = """
@@ -80,7 +80,7 @@ def backend_pids() -> set[int]:
     return pids
 
 
-def service_env(workdir: Path, settings_module: str) -> dict:
+def service_env(workdir: Path, settings_module: str, redis_db: int) -> dict:
     env = dict(os.environ)
     env.update(
         DEBUG="False",
@@ -88,7 +88,7 @@ def service_env(workdir: Path, settings_module: str) -> dict:
         DB_USER="postgres",
         DB_NAME=DB_NAME,
         REDIS_HOST="127.0.0.1",
-        REDIS_DB=str(REDIS_DB),
+        REDIS_DB=str(redis_db),
         SECRET_KEY="start-cost-secret-key-not-for-production",
         SAGA_API_KEY="start-cost-client-key",
         INTERNAL_API_KEY=API_KEY,
@@ -106,11 +106,11 @@ def service_env(workdir: Path, settings_module: str) -> dict:
 
 
 class Gunicorn:
-    def __init__(self, workdir: Path, settings_module: str, name: str):
+    def __init__(self, workdir: Path, settings_module: str, redis_db: int):
         self.port = free_port()
-        self.env = service_env(workdir, settings_module)
+        self.env = service_env(workdir, settings_module, redis_db)
         self.env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
-        self.log = open(workdir / f"{name}.log", "w")  # noqa: SIM115
+        self.log = open(workdir / "api.log", "w")  # noqa: SIM115
         argv = [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "saga_orchestrator.wsgi"]
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log, start_new_session=True
@@ -210,16 +210,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--redis-db", type=int, default=15, help="flushed first (default 15)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="saga-start-cost-"))
     (workdir / "prom").mkdir()
     (workdir / "start_cost_settings.py").write_text(PLAIN_SETTINGS)
     (workdir / "start_cost_urls.py").write_text(PLAIN_URLS)
     recreate_database()
-    redis.Redis(host="127.0.0.1", db=REDIS_DB).flushdb()
-    env = service_env(workdir, "saga_orchestrator.settings")
+    redis.Redis(host="127.0.0.1", db=args.redis_db).flushdb()
+    env = service_env(workdir, "saga_orchestrator.settings", args.redis_db)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    server = Gunicorn(workdir, "start_cost_settings", "api")
+    server = Gunicorn(workdir, "start_cost_settings", args.redis_db)
     try:
         status, answer = request(server.port, "POST", "/api/saga-definitions/", definition())
         if status not in (200, 201):
