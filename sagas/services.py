@@ -77,16 +77,16 @@ def saga_start(
     """
     request_id = request_id or current_request_id()
     fingerprint = content_hash({"definition": definition, "version": version, "input": saga_input})
-    if idempotency_key:
-        existing = _idempotent_match(idempotency_key, fingerprint)
-        if existing is not None:
-            return existing, False
+    # The INSERT itself tells whether the key is new (its unique index): a replay costs one
+    # failed statement and a look-up, a first use no look-up at all.
     try:
         saga = _saga_insert(
             definition, version, saga_input, idempotency_key, fingerprint, request_id
         )
-    except IntegrityError:
-        # A concurrent request with the same key committed first (unique constraint).
+    except (IntegrityError, ValidationError):
+        # IntegrityError: the key is taken, by an earlier start or a concurrent one that
+        # committed first. ValidationError (no such definition or version): a used key
+        # still answers as a replay, 200 or 409, as it did before the definition changed.
         existing = _idempotent_match(idempotency_key, fingerprint) if idempotency_key else None
         if existing is None:
             raise

@@ -396,6 +396,19 @@ class SagaStartSerializer(StrictSerializer):
         }
 
 
+@functools.cache
+def _start_serializer() -> SagaStartSerializer:
+    return SagaStartSerializer()
+
+
+def start_request_validate(data) -> dict:
+    """The start request's definition, version and input, or a ValidationError with the
+    field-level messages: what `SagaStartSerializer(data=data).is_valid()` gives, without
+    building a serializer and its fields on every start. The one instance's fields are
+    bound once and only read afterwards, so it serves every request and thread."""
+    return _start_serializer().run_validation(data)
+
+
 class StepStateSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField(help_text="pending, running, succeeded, failed, ...")
@@ -458,6 +471,17 @@ class SagaSerializer(serializers.ModelSerializer):
     @extend_schema_field(SagaErrorSerializer(allow_null=True))
     def get_error(self, saga: SagaInstance):
         return saga.error
+
+
+@functools.cache
+def _saga_serializer() -> SagaSerializer:
+    return SagaSerializer()
+
+
+def saga_representation(saga: SagaInstance) -> dict:
+    """One saga as the API shows it (SagaSerializer's shape), from one serializer instance
+    whose fields are built once per process rather than copied on every response."""
+    return _saga_serializer().to_representation(saga)
 
 
 class SagaFilterSerializer(serializers.Serializer):

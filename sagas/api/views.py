@@ -1,7 +1,6 @@
 """The REST API (DESIGN §3). Each view validates, calls one service or selector, serializes."""
 
 from django.conf import settings
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -23,6 +22,8 @@ from sagas.api.serializers import (
     SagaStartSerializer,
     ServiceStatusSerializer,
     is_control_char,
+    saga_representation,
+    start_request_validate,
 )
 from sagas.engine import control
 
@@ -152,9 +153,7 @@ class SagaListCreateView(GenericAPIView):
     )
     def post(self, request):
         key = _idempotency_key(request)
-        serializer = SagaStartSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = start_request_validate(request.data)
         saga, created = services.saga_start(
             definition=data["definition"],
             version=data["version"],
@@ -162,10 +161,12 @@ class SagaListCreateView(GenericAPIView):
             idempotency_key=key,
             request_id=request.request_id,
         )
-        body = SagaSerializer(saga).data
+        body = saga_representation(saga)
         if not created:
             return Response(body, status=status.HTTP_200_OK)
-        location = reverse("saga-detail", kwargs={"saga_id": saga.id})
+        # The detail URL is this list URL plus the id (sagas/api/urls.py); request.path
+        # already carries any script prefix, and it costs no URL reversal.
+        location = f"{request.path}{saga.id}/"
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
@@ -190,7 +191,7 @@ class SagaDetailView(GenericAPIView):
         tags=["sagas"],
     )
     def get(self, request, saga_id):
-        return Response(SagaSerializer(_saga_or_404(saga_id)).data)
+        return Response(saga_representation(_saga_or_404(saga_id)))
 
 
 class SagaLogsView(GenericAPIView):
@@ -227,7 +228,7 @@ class SagaCancelView(GenericAPIView):
     )
     def post(self, request, saga_id):
         saga = control.saga_cancel(saga_id=saga_id)
-        return Response(SagaSerializer(saga).data, status=status.HTTP_202_ACCEPTED)
+        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
 
 
 class SagaRetryView(GenericAPIView):
@@ -244,7 +245,7 @@ class SagaRetryView(GenericAPIView):
     )
     def post(self, request, saga_id):
         saga = control.saga_retry(saga_id=saga_id)
-        return Response(SagaSerializer(saga).data, status=status.HTTP_202_ACCEPTED)
+        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
 
 
 class ServiceStatusView(GenericAPIView):

@@ -139,6 +139,19 @@ def test_idempotent_sameness_ignores_key_order_but_not_version(checkout, client_
     assert start(client_api, {**body, "version": 1}, key="k").status_code == 409
 
 
+def test_a_used_key_answers_as_a_replay_even_for_an_unknown_definition(checkout, client_api):
+    # The INSERT decides whether a key is new; a body it cannot insert (no such definition
+    # or version) still meets the key's first use: 409 for a different body, as before.
+    start(client_api, key="order-A-1")
+    unknown = {"definition": "nope", "input": {"order_id": "A-1"}}
+    out_of_range = {"definition": "checkout", "version": 10**30, "input": {}}
+
+    assert start(client_api, unknown, key="order-A-1").status_code == 409
+    assert start(client_api, out_of_range, key="order-A-1").status_code == 409
+    assert start(client_api, unknown, key="fresh").status_code == 400
+    assert SagaInstance.objects.count() == 1
+
+
 def test_idempotency_key_length_is_limited(checkout, client_api):
     assert start(client_api, key="k" * 255).status_code == 202
     too_long = start(client_api, key="k" * 256)
@@ -265,6 +278,26 @@ def test_detail_and_unknown_ids(checkout, client_api):
     not_uuid = client_api.get("/api/sagas/not-a-uuid/")
     assert not_uuid.status_code == 404
     assert not_uuid["Content-Type"] == "application/json"
+
+
+def test_one_saga_reads_the_same_as_in_the_list(checkout, client_api):
+    # A single saga is rendered by one shared serializer instance, a list by DRF's
+    # ListSerializer: both must show a saga identically, whatever its state.
+    finished = timezone.now()
+    error = {"code": "step_failed", "step": "reserve", "message": "HTTP 422: no"}
+    saga_row(
+        status="compensated",
+        started_at=finished - timedelta(seconds=1),
+        finished_at=finished,
+        error=error,
+    )
+    start(client_api)
+
+    listed = client_api.get("/api/sagas/").json()["results"]
+    for item in listed:
+        assert client_api.get(f"/api/sagas/{item['id']}/").json() == item
+    assert {item["status"] for item in listed} == {"compensated", "pending"}
+    assert [item["error"] for item in listed if item["status"] == "compensated"] == [error]
 
 
 def test_logs_are_every_attempt_in_order(checkout, client_api):
