@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from sagas.models import SagaInstance
 from tests.api_builders import attempt_row, definition, nested, post_definition, saga_row
 
-pytestmark = pytest.mark.django_db
+# The start path (the store's INSERT, idempotency by its unique index) on both databases.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 @pytest.fixture
