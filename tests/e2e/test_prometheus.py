@@ -24,6 +24,8 @@ from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
 from tests.participants import ParticipantServer, Reply
 from tests.support import free_port, wait_until
+from tests.unit.test_alert_rules import PROCESS_METRICS
+from tests.unit.test_grafana_dashboard import as_prometheus_sees_it, queries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -202,6 +204,15 @@ def finished(prometheus: PrometheusProcess, status: str) -> float | None:
     return prometheus.value(f'sum(saga_finished_total{{status="{status}"}})')
 
 
+def dashboard_queries_answer(prometheus: PrometheusProcess) -> None:
+    """Every query of the Grafana dashboard runs; those over the series this service serves
+    show data (memory and CPU come from the process collector; no request failed with 5xx)."""
+    for expr in queries():
+        result = prometheus.query(as_prometheus_sees_it(expr))
+        if not any(name in expr for name in PROCESS_METRICS) and '"5.."' not in expr:
+            assert result, f"the dashboard's {expr} shows nothing"
+
+
 def test_prometheus_scrapes_the_service_and_fires_when_a_participant_declines(tmp_path):
     metrics_dir = str(tmp_path / "metrics")
     participants = ParticipantServer()
@@ -257,6 +268,7 @@ def test_prometheus_scrapes_the_service_and_fires_when_a_participant_declines(tm
         for healthy in ("SagaNoWorker", "SagaFailedWaiting", "SagaApiErrorRateHigh"):
             assert healthy not in alerts, f"{healthy} is {alerts[healthy]['state']}"
         assert proxy.scrapes >= 2
+        dashboard_queries_answer(prometheus)
     finally:
         if prometheus is not None:
             prometheus.stop()

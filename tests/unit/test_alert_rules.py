@@ -53,11 +53,17 @@ def seconds(duration: str) -> int:
     return sum(int(n) * SECONDS[unit] for n, unit in parts)
 
 
+DECLARED = re.compile(
+    r"\b(?:Counter|Gauge|Histogram|Summary|(?:Counter|Gauge|Histogram)MetricFamily)"
+    r"\(\s*\"(saga_[a-z_]+)\""
+)
+
+
 def served_metric_names() -> set[str]:
-    """Every metric name the service's source declares (quoted `saga_…` strings)."""
+    """Every metric the service's source declares (prometheus_client metrics and families)."""
     names = set()
     for source in [*(ROOT / "sagas").rglob("*.py"), *(ROOT / "saga_orchestrator").rglob("*.py")]:
-        names.update(re.findall(r"\"(saga_[a-z_]+)\"", source.read_text()))
+        names.update(DECLARED.findall(source.read_text()))
     return names | PROCESS_METRICS
 
 
