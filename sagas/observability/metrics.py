@@ -74,7 +74,7 @@ API_LATENCY = Histogram(
     ["method"],
     buckets=REQUEST_BUCKETS,
 )
-WAITING_KINDS = ("pending", "retry_scheduled", "compensating")
+WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed")
 
 
 def record_saga_started() -> None:
@@ -151,7 +151,8 @@ class DatabaseCollector:
             return
         gauge = GaugeMetricFamily(
             "saga_waiting",
-            "Sagas waiting: pending (not started), retry_scheduled (a retry later), compensating.",
+            "Sagas waiting: pending (not started), retry_scheduled (a retry later), "
+            "compensating, failed (for an operator's retry).",
             labels=["status"],
         )
         for kind in WAITING_KINDS:
@@ -172,6 +173,7 @@ def saga_waiting_counts() -> dict[str, int]:
         pending=Count("id", filter=Q(status=SagaStatus.PENDING)),
         retry_scheduled=Count("id", filter=Q(status=SagaStatus.RUNNING, next_attempt_at__gt=now)),
         compensating=Count("id", filter=Q(status=SagaStatus.COMPENSATING)),
+        failed=Count("id", filter=Q(status=SagaStatus.FAILED)),
     )
 
 
