@@ -131,10 +131,12 @@ def start_listener(database) -> tuple[Wakeups, threading.Event, WakeupListener]:
     return wakeups, stopping, listener
 
 
-def stop_listener(stopping: threading.Event, listener: WakeupListener) -> None:
+def stop_listener(postgres, stopping: threading.Event, listener: WakeupListener) -> None:
     stopping.set()
     listener.join(timeout=10)
     assert not listener.is_alive()
+    # The server drops a closed session shortly after: the next test starts with none.
+    wait_until(lambda: listener_connections(postgres) == [], 10, what="the LISTEN closed")
 
 
 def test_the_listen_connection_verifies_the_server_and_is_encrypted(postgres, certificates):
@@ -147,7 +149,7 @@ def test_the_listen_connection_verifies_the_server_and_is_encrypted(postgres, ce
         admin_query(postgres, "SELECT pg_notify(%s, '')", [CHANNEL])
         wait_until(wakeups.wait, 5, what="a NOTIFY over the TLS connection")
     finally:
-        stop_listener(stopping, listener)
+        stop_listener(postgres, stopping, listener)
 
 
 def test_the_listen_connection_refuses_a_server_its_ca_did_not_sign(postgres, certificates):
@@ -164,7 +166,7 @@ def test_the_listen_connection_refuses_a_server_its_ca_did_not_sign(postgres, ce
             assert listener_connections(postgres) == []
             assert wakeups.wait() is False  # never woken: it never connected
         finally:
-            stop_listener(stopping, listener)
+            stop_listener(postgres, stopping, listener)
 
 
 def test_the_redis_client_verifies_the_server(redis_port, certificates):
