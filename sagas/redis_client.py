@@ -97,15 +97,18 @@ def redis_breaker() -> Breaker:
 
 
 def _configuration() -> dict:
-    return {
+    configuration = {
         "host": settings.REDIS_HOST,
         "port": settings.REDIS_PORT,
         "password": settings.REDIS_PASSWORD,
         "db": settings.REDIS_DB,
         "timeout": settings.REDIS_SOCKET_TIMEOUT,
-        "ssl": settings.REDIS_SSL,
-        "ssl_ca_certs": settings.REDIS_SSL_CA_CERTS,
     }
+    if settings.REDIS_SSL:
+        # Only then: the cache key of a plain configuration stays as short as it was
+        # (this runs several times per request).
+        configuration.update(ssl=True, ssl_ca_certs=settings.REDIS_SSL_CA_CERTS)
+    return configuration
 
 
 @functools.cache
