@@ -22,7 +22,13 @@ from saga_orchestrator.request_context import current_request_id
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_LOG_FILE = str(BASE_DIR / "logs" / "saga_orchestrator.log")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SECRET_VARIABLES = ("SECRET_KEY", "SAGA_API_KEY", "INTERNAL_API_KEY", "DB_PASSWORD")
+SECRET_VARIABLES = (
+    "SECRET_KEY",
+    "SAGA_API_KEY",
+    "INTERNAL_API_KEY",
+    "DB_PASSWORD",
+    "REDIS_PASSWORD",
+)
 REDACTED = "[redacted]"
 
 

@@ -158,6 +158,39 @@ TEMPLATES = [
 DB_HOST = env_str("DB_HOST")
 DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 20, minimum=1)
+
+
+def env_file(name: str) -> str:
+    """A path that must name a readable file when set (a typo fails at start-up, not as
+    a TLS error at the first connection)."""
+    path = env_str(name)
+    if path and not os.access(path, os.R_OK):
+        raise ImproperlyConfigured(f"{name}: {path!r} is not a readable file")
+    return path
+
+
+# libpq's sslmode values; only verify-full checks both the certificate and the host name.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def db_ssl_options() -> dict:
+    """libpq's sslmode and sslrootcert, passed to every PostgreSQL connection (Django's,
+    the workers' LISTEN connection, the health probe). Unset: libpq's defaults."""
+    options = {}
+    sslmode = env_str("DB_SSLMODE")
+    if sslmode:
+        if sslmode not in SSL_MODES:
+            raise ImproperlyConfigured(
+                f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}"
+            )
+        options["sslmode"] = sslmode
+    root_cert = env_file("DB_SSLROOTCERT")
+    if root_cert:
+        options["sslrootcert"] = root_cert
+    return options
+
+
+DB_SSL_OPTIONS = db_ssl_options() if DB_HOST else {}
 if DB_HOST:
     DATABASES = {
         "default": {
@@ -170,7 +203,7 @@ if DB_HOST:
             "PORT": env_int("DB_PORT", 5432),
             "CONN_MAX_AGE": DB_CONN_MAX_AGE,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": DB_CONNECT_TIMEOUT},
+            "OPTIONS": {"connect_timeout": DB_CONNECT_TIMEOUT, **DB_SSL_OPTIONS},
         }
     }
 else:
@@ -197,15 +230,24 @@ REDIS_PORT = env_int("REDIS_PORT", 6379)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD")
 REDIS_DB = env_int("REDIS_DB", 0, minimum=0)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+# TLS to Redis: the server's certificate and host name are always verified, against
+# REDIS_SSL_CA_CERTS or else the system's CAs (docs/security.md).
+REDIS_SSL = env_bool("REDIS_SSL", False)
+REDIS_SSL_CA_CERTS = env_file("REDIS_SSL_CA_CERTS")
+if REDIS_SSL_CA_CERTS and not REDIS_SSL:
+    raise ImproperlyConfigured("REDIS_SSL_CA_CERTS is set but REDIS_SSL is not true")
 if REDIS_HOST:
+    _redis_scheme = "rediss" if REDIS_SSL else "redis"
+    _redis_ssl_kwargs = {"ssl_ca_certs": REDIS_SSL_CA_CERTS or None} if REDIS_SSL else {}
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+            "LOCATION": f"{_redis_scheme}://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
             "OPTIONS": {
                 "PASSWORD": REDIS_PASSWORD or None,
                 "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "CONNECTION_POOL_KWARGS": _redis_ssl_kwargs,
                 # The cache is an accelerator: a Redis outage must not fail requests.
                 "IGNORE_EXCEPTIONS": True,
             },

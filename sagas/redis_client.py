@@ -1,5 +1,6 @@
-"""The one Redis client factory (REDIS_HOST/PORT/PASSWORD/DB), for every user of Redis:
-the rate limiter, the request-metric buckets, the engine's per-saga locks, the health probe.
+"""The one Redis client factory (REDIS_HOST/PORT/PASSWORD/DB, and TLS with REDIS_SSL and
+REDIS_SSL_CA_CERTS), for every user of Redis: the rate limiter, the request-metric buckets,
+the engine's per-saga locks, the health probe.
 
 Redis is optional (DESIGN §2): without REDIS_HOST `redis_client()` is None and callers use
 their in-process fallback. Every user degrades when Redis is unreachable rather than wait
@@ -96,33 +97,64 @@ def redis_breaker() -> Breaker:
 
 
 def _configuration() -> dict:
-    return {
+    configuration = {
         "host": settings.REDIS_HOST,
         "port": settings.REDIS_PORT,
         "password": settings.REDIS_PASSWORD,
         "db": settings.REDIS_DB,
         "timeout": settings.REDIS_SOCKET_TIMEOUT,
     }
+    if settings.REDIS_SSL:
+        # Only then: the cache key of a plain configuration stays as short as it was
+        # (this runs several times per request).
+        configuration.update(ssl=True, ssl_ca_certs=settings.REDIS_SSL_CA_CERTS)
+    return configuration
 
 
 @functools.cache
 def breaker_for(
-    *, host: str, port: int, password: str = "", db: int = 0, timeout: float
+    *,
+    host: str,
+    port: int,
+    password: str = "",
+    db: int = 0,
+    timeout: float,
+    ssl: bool = False,
+    ssl_ca_certs: str = "",
 ) -> Breaker:
     return Breaker()
 
 
 @functools.cache
 def redis_client_for(
-    *, host: str, port: int, password: str = "", db: int = 0, timeout: float
+    *,
+    host: str,
+    port: int,
+    password: str = "",
+    db: int = 0,
+    timeout: float,
+    ssl: bool = False,
+    ssl_ca_certs: str = "",
 ) -> redis.Redis:
     """A fail-fast client; one connection pool per process and configuration (redis-py's
-    pool notices a fork, e.g. Gunicorn workers, and reconnects in the child)."""
+    pool notices a fork, e.g. Gunicorn workers, and reconnects in the child).
+
+    With `ssl` the server's certificate and host name are verified (redis-py's defaults,
+    stated here so they cannot drift) against `ssl_ca_certs`, or the system's CAs."""
+    tls = {}
+    if ssl:
+        tls = {
+            "ssl": True,
+            "ssl_ca_certs": ssl_ca_certs or None,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+        }
     return redis.Redis(
         host=host,
         port=port,
         password=password or None,
         db=db,
+        **tls,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One immediate retry on a connection error heals a pooled connection that a Redis

@@ -13,8 +13,7 @@ import threading
 import time
 from datetime import datetime
 
-from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 logger = logging.getLogger("sagas.engine")
@@ -104,10 +103,12 @@ class Wakeups:
 class WakeupListener(threading.Thread):
     """LISTEN on a dedicated connection; each notification wakes one idle thread."""
 
-    def __init__(self, wakeups: Wakeups, stopping: threading.Event):
+    def __init__(self, wakeups: Wakeups, stopping: threading.Event, database=None):
         super().__init__(name="saga-wakeup-listener", daemon=True)
         self.wakeups = wakeups
         self.stopping = stopping
+        # The Django connection whose settings the listener copies (default: "default").
+        self.database = database if database is not None else connections[DEFAULT_DB_ALIAS]
 
     def run(self) -> None:
         backoff = 0.5
@@ -123,16 +124,7 @@ class WakeupListener(threading.Thread):
     def _listen(self) -> None:
         import psycopg2
 
-        db = settings.DATABASES["default"]
-        conn = psycopg2.connect(
-            dbname=db["NAME"],
-            user=db["USER"],
-            password=db["PASSWORD"],
-            host=db["HOST"],
-            port=db["PORT"],
-            connect_timeout=settings.DB_CONNECT_TIMEOUT,
-            application_name="saga-worker-listener",
-        )
+        conn = psycopg2.connect(**listener_params(self.database))
         try:
             conn.autocommit = True
             conn.cursor().execute(f"LISTEN {CHANNEL}")
@@ -156,6 +148,16 @@ class WakeupListener(threading.Thread):
                     self.wakeups.notify(count)
         finally:
             conn.close()
+
+
+def listener_params(database) -> dict:
+    """The parameters Django itself connects with (OPTIONS included: sslmode, sslrootcert,
+    connect_timeout…), so the listening connection is as encrypted and verified as every
+    other; only the application name differs, to tell it apart in pg_stat_activity."""
+    params = database.get_connection_params()
+    params.pop("cursor_factory", None)  # Django's cursor class; the listener needs none
+    params["application_name"] = "saga-worker-listener"
+    return params
 
 
 def listener_start(wakeups: Wakeups, stopping: threading.Event) -> WakeupListener | None:

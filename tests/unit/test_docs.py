@@ -19,7 +19,7 @@ SOURCES = ["saga_orchestrator", "sagas", "health", "scripts", "gunicorn.conf.py"
 # Calls whose first argument is the name of a variable they read: os.environ.get, os.getenv,
 # and the env helpers of settings.py and gunicorn.conf.py.
 READERS = {"get", "getenv", "env_str", "env_int", "env_float", "env_bool", "env_list"}
-READERS |= {"env_secret", "_env", "_env_int", "_env_choice"}
+READERS |= {"env_secret", "env_file", "_env", "_env_int", "_env_choice"}
 # Named by the deployment guide (DESIGN §6) and documented as reserved, read or not.
 RESERVED = {"KAFKA_BOOTSTRAP_SERVERS"}
 VARIABLE_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \|", re.MULTILINE)
