@@ -191,31 +191,20 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis: locks, rate-limit counters, wake-ups. Optional: without it, in-process cache.
+# Redis: the rate-limit counters, the request figures, the engine's per-saga locks, the
+# health probe — every user through one client factory (sagas/redis_client.py), so one
+# configuration. Optional: without REDIS_HOST each user has an in-process fallback.
 REDIS_HOST = env_str("REDIS_HOST")
 REDIS_PORT = env_int("REDIS_PORT", 6379)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD")
 REDIS_DB = env_int("REDIS_DB", 0, minimum=0)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
-if REDIS_HOST:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-            "OPTIONS": {
-                "PASSWORD": REDIS_PASSWORD or None,
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                # The cache is an accelerator: a Redis outage must not fail requests.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# Nothing uses Django's cache framework (DRF's throttle is replaced, sessions are off):
+# the in-process default, stated so that no one points it at a second Redis configuration.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+# KAFKA_BOOTSTRAP_SERVERS (the deployment guide's, optional) is deliberately not read: there
+# is no event bus client; webhooks are the event channel (docs/configuration.md).
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
