@@ -254,3 +254,28 @@ def test_logrotate_moves_never_truncates():
     }
     assert "copytruncate" not in directives
     assert "create" in directives
+
+
+def documented_defaults() -> dict[str, str]:
+    """docs/configuration.md's default column: the first `value`, or "" for empty."""
+    rows = re.findall(
+        r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|", (ROOT / "docs/configuration.md").read_text(), re.M
+    )
+    defaults = {}
+    for name, cell in rows:
+        value = re.match(r"`([^`]*)`", cell.strip())
+        defaults[name] = value.group(1) if value else ("" if cell.startswith("empty") else None)
+    return defaults
+
+
+def test_env_example_values_are_the_defaults_apart_from_secrets_and_hosts():
+    """A copied .env changes nothing it need not: every value is the documented default,
+    except the secrets (placeholders to replace) and the hosts (docker-compose sets them)."""
+    chosen = {*GUIDE_PLACEHOLDERS, "DB_PASSWORD", "REDIS_PASSWORD", "DB_HOST", "REDIS_HOST"}
+    defaults = documented_defaults()
+    differing = {
+        name: (value, defaults.get(name))
+        for name, value in env_example().items()
+        if name not in chosen and value != defaults.get(name)
+    }
+    assert differing == {}
