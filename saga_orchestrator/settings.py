@@ -1,7 +1,7 @@
 """Settings, all from the environment (docs/configuration.md lists every variable).
 
-With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on an in-process
-cache: `make run` works on a fresh machine with no servers.
+With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on in-process
+counters and locks: `make run` works on a fresh machine with no servers.
 """
 
 import ipaddress
