@@ -81,8 +81,7 @@ class UtcJsonFormatter(JsonFormatter):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__(fmt, *args, **kwargs)
         # The fields `fmt` names, each with its output name, looked up once, not per line.
-        named = list(fmt) if isinstance(fmt, Sequence) and not isinstance(fmt, str) else None
-        fields = named if named is not None else self.parse()
+        fields = self.parse() if fmt is None or isinstance(fmt, str) else list(fmt)
         self.format_fields = [(field, self.renamed(field)) for field in fields]
         self.not_extra = set(fields) | set(self.reserved_attrs)
         self.time_field = self.renamed(
