@@ -11,7 +11,7 @@ No Django import here: gunicorn.conf.py configures the master process with it to
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,49 +75,59 @@ class SecretFilter(logging.Filter):
 class UtcJsonFormatter(JsonFormatter):
     """One JSON object per line; Gunicorn access records get their request's fields.
 
-    Same fields as python-json-logger's own `add_fields`, gathered in one pass (it is on
-    the hot path: several lines per saga), and a record is formatted once even when both
-    handlers (stdout and LOG_FILE) write it.
+    Same fields as python-json-logger's own `add_fields` (its documented hook), gathered in
+    one pass (it is on the hot path: several lines per saga), and a record is formatted
+    once even when both handlers (stdout and LOG_FILE) write it. Only the library's public
+    API is used: `parse()`, the constructor's options (`rename_fields`, `reserved_attrs`,
+    `timestamp`, …) and the hooks `add_fields` and `jsonify_log_record`.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, fmt: str | Sequence[str] | None = None, *args, **kwargs):
         kwargs.setdefault("timestamp", "time")
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
-        super().__init__(*args, **kwargs)
-        self._required = [(field, self._get_rename(field)) for field in self._required_fields]
-        self._time_key = self._get_rename(
+        super().__init__(fmt, *args, **kwargs)
+        # The fields `fmt` names, each with its output name, looked up once, not per line.
+        fields = self.parse() if fmt is None or isinstance(fmt, str) else list(fmt)
+        self.format_fields = [(field, self.renamed(field)) for field in fields]
+        self.not_extra = set(fields) | set(self.reserved_attrs)
+        self.time_field = self.renamed(
             self.timestamp if isinstance(self.timestamp, str) else "timestamp"
         )
-        self._last: tuple[logging.LogRecord | None, str] = (None, "")
+        self.last_formatted: tuple[logging.LogRecord | None, str] = (None, "")
         # One encoder for every line (json.dumps(cls=…) builds one per call).
-        self._encoder = (self.json_encoder or json.JSONEncoder)(
+        self.encoder = (self.json_encoder or json.JSONEncoder)(
             default=self.json_default, indent=self.json_indent, ensure_ascii=self.json_ensure_ascii
         )
 
+    def renamed(self, field: str) -> str:
+        return self.rename_fields.get(field, field)
+
     def jsonify_log_record(self, log_data: dict) -> str:
-        return self._encoder.encode(log_data)
+        return self.encoder.encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
-        last_record, text = self._last
+        last_record, text = self.last_formatted
         if last_record is record:
             return text  # the same record, for the next handler
         text = super().format(record)
-        self._last = (record, text)
+        self.last_formatted = (record, text)
         return text
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
         fields = record.__dict__
-        rename, skip = self.rename_fields, self._skip_fields
-        for field, name in self._required:
+        rename, not_extra = self.rename_fields, self.not_extra
+        for key, value in self.defaults.items():  # first: every later field overrides them
+            log_data[rename.get(key, key)] = value
+        for field, name in self.format_fields:
             log_data[name] = fields.get(field)
-        for data in (self.defaults, self.static_fields, message_dict):
+        for data in (self.static_fields, message_dict):
             for key, value in data.items():
                 log_data[rename.get(key, key)] = value
         for key, value in fields.items():
-            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+            if key not in not_extra and not (isinstance(key, str) and key.startswith("_")):
                 log_data[rename.get(key, key)] = value
         if self.timestamp:
-            log_data[self._time_key] = _utc_iso(record.created)
+            log_data[self.time_field] = _utc_iso(record.created)
         if self.rename_fields_keep_missing:
             for name in rename.values():
                 log_data.setdefault(name, None)

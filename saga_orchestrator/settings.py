@@ -1,7 +1,7 @@
 """Settings, all from the environment (docs/configuration.md lists every variable).
 
-With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on an in-process
-cache: `make run` works on a fresh machine with no servers.
+With no DB_HOST the service runs on a SQLite file, with no REDIS_HOST on in-process
+counters and locks: `make run` works on a fresh machine with no servers.
 """
 
 import ipaddress
@@ -224,7 +224,9 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis: locks, rate-limit counters, wake-ups. Optional: without it, in-process cache.
+# Redis: the rate-limit counters, the request figures, the engine's per-saga locks, the
+# health probe — every user through one client factory (sagas/redis_client.py), so one
+# configuration. Optional: without REDIS_HOST each user has an in-process fallback.
 REDIS_HOST = env_str("REDIS_HOST")
 REDIS_PORT = env_int("REDIS_PORT", 6379)
 REDIS_PASSWORD = env_str("REDIS_PASSWORD")
@@ -236,28 +238,12 @@ REDIS_SSL = env_bool("REDIS_SSL", False)
 REDIS_SSL_CA_CERTS = env_file("REDIS_SSL_CA_CERTS")
 if REDIS_SSL_CA_CERTS and not REDIS_SSL:
     raise ImproperlyConfigured("REDIS_SSL_CA_CERTS is set but REDIS_SSL is not true")
-if REDIS_HOST:
-    _redis_scheme = "rediss" if REDIS_SSL else "redis"
-    _redis_ssl_kwargs = {"ssl_ca_certs": REDIS_SSL_CA_CERTS or None} if REDIS_SSL else {}
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"{_redis_scheme}://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-            "OPTIONS": {
-                "PASSWORD": REDIS_PASSWORD or None,
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "CONNECTION_POOL_KWARGS": _redis_ssl_kwargs,
-                # The cache is an accelerator: a Redis outage must not fail requests.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# Nothing uses Django's cache framework (DRF's throttle is replaced, sessions are off):
+# the in-process default, stated so that no one points it at a second Redis configuration.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+# KAFKA_BOOTSTRAP_SERVERS (the deployment guide's, optional) is deliberately not read: there
+# is no event bus client; webhooks are the event channel (docs/configuration.md).
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

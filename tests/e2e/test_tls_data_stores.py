@@ -3,7 +3,7 @@ REDIS_SSL_CA_CERTS), against servers of the test's own that accept TLS only.
 
 With the right CA every connection the service opens is encrypted and verified: the API's,
 the health probe's, the worker's and its LISTEN connection, every Redis client (health,
-rate limiter, locks, the Django cache). With an unrelated CA each of them refuses.
+rate limiter, locks). With an unrelated CA each of them refuses.
 """
 
 import os
@@ -229,17 +229,8 @@ def test_the_service_runs_a_saga_over_tls_to_both_stores(
         [DATABASE],
     )
     assert sessions == [(True,)]
-    # The rate limiter counted in the TLS Redis, and the Django cache uses it too.
+    # The rate limiter counted in the TLS Redis.
     assert tls_redis_client(redis_port, certificates.ca).dbsize() > 0
-    cache = run_manage(
-        env,
-        "shell",
-        "-v",
-        "0",
-        "-c",
-        "from django.core.cache import cache; cache.set('tls', 42); print(cache.get('tls'))",
-    )
-    assert cache.stdout.strip() == "42", cache.stderr
 
 
 def test_the_service_refuses_stores_whose_certificate_its_ca_did_not_sign(
@@ -259,17 +250,6 @@ def test_the_service_refuses_stores_whose_certificate_its_ca_did_not_sign(
     migrate = run_manage(env, "migrate", "-v", "0")
     assert migrate.returncode != 0
     assert "certificate verify failed" in migrate.stderr
-    cache = run_manage(
-        env,
-        "shell",
-        "-v",
-        "0",
-        "-c",
-        "from django.core.cache import cache; cache.set('tls', 42); print(cache.get('tls'))",
-    )
-    # IGNORE_EXCEPTIONS: a miss, and django-redis logs why (to stdout, as JSON).
-    assert cache.stdout.splitlines()[-1] == "None", cache.stderr
-    assert "certificate verify failed" in cache.stdout
 
 
 def definition(participants: ParticipantServer) -> dict:

@@ -254,3 +254,92 @@ def test_logrotate_moves_never_truncates():
     }
     assert "copytruncate" not in directives
     assert "create" in directives
+
+
+def documented_defaults() -> dict[str, str]:
+    """docs/configuration.md's default column: the first `value`, or "" for empty."""
+    rows = re.findall(
+        r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]*) \|", (ROOT / "docs/configuration.md").read_text(), re.M
+    )
+    defaults = {}
+    for name, cell in rows:
+        value = re.match(r"`([^`]*)`", cell.strip())
+        defaults[name] = value.group(1) if value else ("" if cell.startswith("empty") else None)
+    return defaults
+
+
+def test_env_example_values_are_the_defaults_apart_from_secrets_and_hosts():
+    """A copied .env changes nothing it need not: every value is the documented default,
+    except the secrets (placeholders to replace) and the hosts (docker-compose sets them)."""
+    chosen = {*GUIDE_PLACEHOLDERS, "DB_PASSWORD", "REDIS_PASSWORD", "DB_HOST", "REDIS_HOST"}
+    defaults = documented_defaults()
+    differing = {
+        name: (value, defaults.get(name))
+        for name, value in env_example().items()
+        if name not in chosen and value != defaults.get(name)
+    }
+    assert differing == {}
+
+
+# The guide's commands, as the docs write them
+
+COMMAND = re.compile(r"docker-compose((?: [^`|#;)\n\\]+)+)")
+# Options of `docker-compose <subcommand>` that take the next word as their value.
+VALUED_OPTIONS = {"--since", "--until", "--scale", "--tail", "-e", "-u", "-w", "-s", "--user"}
+FIRST_IS_SERVICE = {"exec", "run"}  # the rest is the command run in the container
+ALL_ARE_SERVICES = {"up", "logs", "ps", "restart", "stop", "start", "build", "kill", "pull"}
+
+
+def documented_compose_commands() -> list[str]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [match.strip() for page in pages for match in COMMAND.findall(page.read_text())]
+
+
+def named_services(arguments: list[str]) -> list[str]:
+    """The services a `docker-compose` command line names (options and values skipped)."""
+    subcommand, *rest = arguments
+    words, skip = [], False
+    for word in rest:
+        if skip or word.startswith("-"):
+            skip = not skip and word in VALUED_OPTIONS
+            continue
+        words.append(word)
+    if subcommand in FIRST_IS_SERVICE:
+        return words[:1]
+    return words if subcommand in ALL_ARE_SERVICES else []
+
+
+def test_the_docs_compose_commands_name_services_that_exist():
+    services = set(compose()["services"])
+    commands = documented_compose_commands()
+    named = {
+        (command, service)
+        for command in commands
+        for service in named_services(command.split())
+        if re.fullmatch(r"[a-z_]+", service)  # not a placeholder such as PATH or …
+    }
+    assert len(commands) > 20 and {service for _, service in named} >= services
+    assert {(command, service) for command, service in named if service not in services} == set()
+
+
+def test_the_guides_commands_work_as_written():
+    """`docker-compose up`, `up -d saga_orchestrator` (its dependencies and a worker come
+    with it) and `logs saga_orchestrator | grep SAGA` (the API logs `SAGA started`)."""
+    services = compose()["services"]
+    assert "saga_worker" in services["saga_orchestrator"]["depends_on"]
+    assert "SAGA started" in (ROOT / "sagas" / "services.py").read_text()
+    documented = documented_compose_commands()
+    for command in ("up", "up -d saga_orchestrator", "logs saga_orchestrator saga_worker"):
+        assert command in documented, command
+
+
+def test_a_version_tagged_image_is_the_one_compose_runs():
+    """The guide builds `docker build -t saga-orchestrator:<version> .`; compose runs
+    `saga-orchestrator:latest`, so operations.md retags (and the names must agree)."""
+    image = compose()["x-app"]["image"]
+    assert image == "saga-orchestrator:latest"
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert "docker build -t saga-orchestrator:" in operations
+    assert "docker tag saga-orchestrator:1.4.0 saga-orchestrator:latest" in operations
+    tags = set(re.findall(r"\b(saga-orchestrator:[\w.<>-]+)", operations))
+    assert {tag.split(":")[0] for tag in tags} == {"saga-orchestrator"}

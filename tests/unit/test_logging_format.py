@@ -112,3 +112,42 @@ def test_a_record_is_formatted_once_for_both_handlers_and_times_are_utc_iso():
         expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="microseconds")
         assert _utc_iso(created)[:23] == expected[:23]  # to the millisecond (float rounding)
         assert _utc_iso(created).endswith("+00:00")
+
+
+def test_same_fields_in_the_same_order_as_python_json_loggers_own_formatter():
+    """The one-pass `add_fields` keeps the library's semantics: defaults first, then the
+    format's fields, static fields, a dict message, the record's extras; renames applied."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    options = {
+        "defaults": {"service": "saga", "step": "overridden by the extra"},
+        "static_fields": {"env": "test"},
+        "rename_fields": {"levelname": "level", "name": "logger", "saga_id": "saga"},
+        "timestamp": "time",
+    }
+    fmt = "%(levelname)s %(name)s %(message)s %(process)d"
+    ours = log_setup.UtcJsonFormatter(fmt, **options)
+    stock = JsonFormatter(fmt, **options)
+    for message in ("SAGA step", {"event": "as a dict", "attempt": 2}):
+        record = logging.LogRecord("sagas.engine", logging.INFO, "f", 1, message, None, None)
+        record.saga_id, record.step, record._private = "s-1", "reserve", "never logged"
+        mine, theirs = json.loads(ours.format(record)), json.loads(stock.format(record))
+        assert mine.pop("time")[:19] == theirs.pop("time")[:19]
+        assert list(mine.items()) == list(theirs.items())
+        assert mine["saga"] == "s-1" and mine["step"] == "reserve" and "_private" not in mine
+
+
+def test_the_formatter_reads_no_private_attribute_of_a_library():
+    """Only python-json-logger's public API (issue 13): no `obj._name` in logging.py."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(log_setup))
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.endswith("__")
+    ]
+    assert private == []
