@@ -26,6 +26,7 @@ from sagas.api.serializers import (
     start_request_validate,
 )
 from sagas.engine import control
+from sagas.engine.trace_context import trace_incoming
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -160,6 +161,9 @@ class SagaListCreateView(GenericAPIView):
             saga_input=data["input"],
             idempotency_key=key,
             request_id=request.request_id,
+            trace=trace_incoming(
+                request.headers.get("traceparent"), request.headers.get("tracestate")
+            ),
         )
         body = saga_representation(saga)
         if not created:
