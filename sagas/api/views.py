@@ -42,6 +42,27 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     ),
 )
 
+TRACE_PARAMETERS = [
+    OpenApiParameter(
+        "traceparent",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description=(
+            "W3C Trace Context, version 00: the saga joins this trace; every participant "
+            "call sends a `traceparent` with its trace id and flags and a new parent id. "
+            "Absent or invalid: the saga starts a trace of its own."
+        ),
+    ),
+    OpenApiParameter(
+        "tracestate",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Passed to every participant call as received (with a valid traceparent).",
+    ),
+]
+
 
 def _saga_or_404(saga_id):
     saga = selectors.saga_get(saga_id=saga_id)
@@ -143,7 +164,7 @@ class SagaListCreateView(GenericAPIView):
             "The whole body may be at most SAGA_MAX_INPUT_BYTES (413 otherwise)."
         ),
         request=SagaStartSerializer,
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, *TRACE_PARAMETERS],
         responses={
             202: SagaSerializer,
             200: SagaSerializer,
