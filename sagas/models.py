@@ -121,6 +121,10 @@ class SagaInstance(models.Model):
     # The X-Request-ID of the POST that started the saga: sent on every participant call
     # and stamped on the saga's log lines ("" for sagas started before it was kept).
     request_id = models.CharField(max_length=128, blank=True, default="")
+    # The W3C trace of the saga (engine/trace_context.py): the start's valid `traceparent`
+    # or one the service made, and its `tracestate` ("" for sagas started before).
+    traceparent = models.CharField(max_length=55, blank=True, default="")
+    tracestate = models.CharField(max_length=512, blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import store
+from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
 from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
@@ -67,21 +68,24 @@ def saga_start(
     saga_input: dict,
     idempotency_key: str | None,
     request_id: str | None = None,
+    trace: TraceContext | None = None,
 ) -> tuple[SagaInstance, bool]:
     """Start a saga of `definition` (latest version unless `version`).
 
     Returns (saga, created). With an `idempotency_key` already used for the same body the
     existing saga is returned (created=False); for a different body, Conflict.
     `request_id` (default: the current request's) travels with the saga: every participant
-    call sends it as X-Request-ID and the saga's log lines carry it.
+    call sends it as X-Request-ID and the saga's log lines carry it. So does `trace`
+    (default: a new one): each call's `traceparent` and `tracestate`, `trace_id` in the logs.
     """
     request_id = request_id or current_request_id()
+    trace = trace or trace_new()
     fingerprint = content_hash({"definition": definition, "version": version, "input": saga_input})
     # The INSERT itself tells whether the key is new (its unique index): a replay costs one
     # failed statement and a look-up, a first use no look-up at all.
     try:
         saga = _saga_insert(
-            definition, version, saga_input, idempotency_key, fingerprint, request_id
+            definition, version, saga_input, idempotency_key, fingerprint, request_id, trace
         )
     except (IntegrityError, ValidationError):
         # IntegrityError: the key is taken, by an earlier start or a concurrent one that
@@ -91,7 +95,7 @@ def saga_start(
         if existing is None:
             raise
         return existing, False
-    _log_started(saga)
+    _log_started(saga, trace)
     record_saga_started()  # a new saga only: an idempotent replay returned above
     return saga, True
 
@@ -103,6 +107,7 @@ def _saga_insert(
     key: str | None,
     fingerprint: str,
     request_id: str,
+    trace: TraceContext,
 ) -> SagaInstance:
     """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
     if version is not None and not selectors.version_in_range(version):
@@ -121,6 +126,8 @@ def _saga_insert(
         "key": key or None,
         "fingerprint": fingerprint,
         "request_id": request_id,
+        "traceparent": trace.traceparent,
+        "tracestate": trace.state,
     }
     saga = store.saga_insert(params=params)
     if saga is None:
@@ -157,7 +164,7 @@ def _initial_step(name: str) -> dict:
     }
 
 
-def _log_started(saga: SagaInstance) -> None:
+def _log_started(saga: SagaInstance, trace: TraceContext) -> None:
     logger.info(
         "SAGA started",
         extra={
@@ -171,5 +178,6 @@ def _log_started(saga: SagaInstance) -> None:
             "outcome": None,
             "duration_ms": None,
             "request_id": saga.request_id,
+            "trace_id": trace.trace_id,
         },
     )

@@ -26,6 +26,7 @@ from sagas.api.serializers import (
     start_request_validate,
 )
 from sagas.engine import control
+from sagas.engine.trace_context import trace_incoming
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -40,6 +41,27 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
         "started first; with a different body 409."
     ),
 )
+
+TRACE_PARAMETERS = [
+    OpenApiParameter(
+        "traceparent",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description=(
+            "W3C Trace Context, version 00: the saga joins this trace; every participant "
+            "call sends a `traceparent` with its trace id and flags and a new parent id. "
+            "Absent or invalid: the saga starts a trace of its own."
+        ),
+    ),
+    OpenApiParameter(
+        "tracestate",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Passed to every participant call as received (with a valid traceparent).",
+    ),
+]
 
 
 def _saga_or_404(saga_id):
@@ -142,7 +164,7 @@ class SagaListCreateView(GenericAPIView):
             "The whole body may be at most SAGA_MAX_INPUT_BYTES (413 otherwise)."
         ),
         request=SagaStartSerializer,
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, *TRACE_PARAMETERS],
         responses={
             202: SagaSerializer,
             200: SagaSerializer,
@@ -160,6 +182,9 @@ class SagaListCreateView(GenericAPIView):
             saga_input=data["input"],
             idempotency_key=key,
             request_id=request.request_id,
+            trace=trace_incoming(
+                request.headers.get("traceparent"), request.headers.get("tracestate")
+            ),
         )
         body = saga_representation(saga)
         if not created:

@@ -1,7 +1,9 @@
 """The HTTP request of a call, from its definition and the saga's data. Pure.
 
 Headers on every call: Content-Type, an Idempotency-Key that is the same on every retry of
-the call (`<saga id>:<step>:<action|compensation>`), X-Saga-Id, X-Saga-Step, X-Request-ID.
+the call (`<saga id>:<step>:<action|compensation>`), X-Saga-Id, X-Saga-Step, X-Request-ID,
+and the saga's W3C trace: `traceparent` (a new parent id per call) and `tracestate` when
+the saga has one.
 """
 
 import json
@@ -12,10 +14,19 @@ from sagas.engine.outcomes import CallResult, permanent_failure
 from sagas.engine.participants import ParticipantRequest
 from sagas.engine.plan import SagaPlan
 from sagas.engine.templates import TemplateError, context_for, render, render_headers
+from sagas.engine.trace_context import TraceContext, call_traceparent
 from sagas.engine.transitions import Call
 from sagas.models import Phase
 
-OWN_HEADERS = ("content-type", "idempotency-key", "x-saga-id", "x-saga-step", "x-request-id")
+OWN_HEADERS = (
+    "content-type",
+    "idempotency-key",
+    "x-saga-id",
+    "x-saga-step",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+)
 
 
 def idempotency_key(saga_id: str, step: str, phase: str) -> str:
@@ -35,6 +46,7 @@ def call_prepare(
     saga_input: dict,
     steps: list[dict],
     request_id: str,
+    trace: TraceContext,
     allowed_hosts: list[str],
 ) -> ParticipantRequest | CallResult:
     """The request to send, or the permanent failure that stops it from being sent."""
@@ -66,8 +78,11 @@ def call_prepare(
             "X-Saga-Id": saga_id,
             "X-Saga-Step": name,
             "X-Request-ID": request_id,
+            "traceparent": call_traceparent(trace),
         }
     )
+    if trace.state:
+        headers["tracestate"] = trace.state
     return ParticipantRequest(
         method=spec["method"].upper(),
         url=url,

@@ -140,6 +140,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         saga_input=claimed.saga_input,
         steps=state.steps,
         request_id=lease.request_id,
+        trace=lease.trace,
         allowed_hosts=settings.SAGA_ALLOWED_HOSTS,
     )
     spec = call_spec(plan, call)

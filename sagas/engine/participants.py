@@ -60,7 +60,9 @@ ERROR_TEXT_CHARS = 300
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 # Headers that follow a redirect to another origin: the body's type and the service's own.
-CROSS_ORIGIN_HEADERS = frozenset({"content-type", "idempotency-key", "x-request-id"})
+CROSS_ORIGIN_HEADERS = frozenset(
+    {"content-type", "idempotency-key", "x-request-id", "traceparent", "tracestate"}
+)
 CROSS_ORIGIN_PREFIX = "x-saga-"
 # A body that is not storable JSON is kept as text, cut at this many bytes.
 TEXT_MAX_BYTES = 64 * 1024

@@ -181,7 +181,8 @@ def test_only_the_services_own_headers_follow_a_redirect_to_another_origin(parti
     assert [first.header(name) for name in headers] == ["Bearer t", "secret", "acme"]
     # Any header a definition set may be a credential: none leaves the origin.
     assert [moved.header(name) for name in headers] == [None, None, None]
-    for own in ("Content-Type", "Idempotency-Key", "X-Saga-Id", "X-Saga-Step", "X-Request-ID"):
+    own_headers = ("Content-Type", "Idempotency-Key", "X-Saga-Id", "X-Saga-Step", "X-Request-ID")
+    for own in (*own_headers, "traceparent"):
         assert moved.header(own) == first.header(own) is not None
 
 

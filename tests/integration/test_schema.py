@@ -57,7 +57,7 @@ def test_start_documents_idempotency_key_202_and_errors(schema):
     start = schema["paths"]["/api/sagas/"]["post"]
 
     headers = [p["name"] for p in start["parameters"] if p["in"] == "header"]
-    assert headers == ["Idempotency-Key"]
+    assert headers == ["Idempotency-Key", "traceparent", "tracestate"]
     assert {"200", "202", "400", "401", "409", "413"} <= set(start["responses"])
     error = start["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
     assert error.endswith("/Error")

@@ -2,6 +2,7 @@ from sagas.engine.calls import call_prepare
 from sagas.engine.outcomes import CallResult
 from sagas.engine.participants import ParticipantRequest
 from sagas.engine.plan import plan_build, steps_initial
+from sagas.engine.trace_context import trace_new
 from sagas.engine.transitions import Call
 
 
@@ -17,7 +18,7 @@ def make_plan(action, compensation=None):
     )
 
 
-def prepare(plan, call=Call("action", 0, 1), allowed=(), saga_input=None):
+def prepare(plan, call=Call("action", 0, 1), allowed=(), saga_input=None, trace=None):
     return call_prepare(
         plan=plan,
         call=call,
@@ -25,6 +26,7 @@ def prepare(plan, call=Call("action", 0, 1), allowed=(), saga_input=None):
         saga_input=saga_input or {"amount": 5, "t": "x"},
         steps=steps_initial([{"name": "pay"}]),
         request_id="rid",
+        trace=trace or trace_new(),
         allowed_hosts=list(allowed),
     )
 
@@ -47,10 +49,13 @@ def test_the_request_carries_the_contract_headers_and_wins_over_definition_heade
             "timeout_seconds": 2.5,
         }
     )
-    request = prepare(plan)
+    trace = trace_new()
+    request = prepare(plan, trace=trace)
     assert isinstance(request, ParticipantRequest)
     assert request.method == "POST" and request.timeout == 2.5
     assert request.body == b'{"amount":5}'
+    traceparent = request.headers.pop("traceparent")  # a new parent id per call
+    assert traceparent.startswith(f"00-{trace.trace_id}-") and traceparent.endswith("-01")
     assert request.headers == {
         "X-Tenant": "x",
         "Content-Type": "application/json",

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from sagas.engine.store import dialect
 from sagas.engine.store.records import Claimed, Lease
+from sagas.engine.trace_context import trace_stored
 from sagas.engine.transitions import SagaState
 from sagas.models import ACTIVE_STATUSES, SagaInstance
 
@@ -41,6 +42,8 @@ CLAIMED_COLUMNS = (
     "definition_name",
     "created_at",
     "request_id",
+    "traceparent",
+    "tracestate",
 )
 
 
@@ -115,6 +118,7 @@ def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
         created_at=row["created_at"],
         # Sagas started before the id was kept: their own id, the same on every call.
         request_id=row["request_id"] or row["id"].hex,
+        trace=trace_stored(row["traceparent"], row["tracestate"], row["id"].hex),
     )
     state = SagaState(
         status=row["status"],

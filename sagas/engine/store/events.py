@@ -20,6 +20,7 @@ def transition_events(lease: Lease, before: str, state: SagaState, closed: Attem
         "saga_id": str(lease.saga_id),
         "definition": lease.definition,
         "request_id": lease.request_id,
+        "trace_id": lease.trace.trace_id,
     }
     if closed is not None:
         result = closed.result

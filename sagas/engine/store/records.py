@@ -1,12 +1,13 @@
 """What the store hands out and takes in: a lease, a claimed saga, the calls."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 
 from sagas.engine.outcomes import CallResult
+from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.engine.transitions import Call, SagaState
 
 
@@ -28,6 +29,8 @@ class Lease:
     lost: bool = False  # set by the lease keeper when a renewal found another token
     # The X-Request-ID of the saga's start: on every call and every SAGA log line.
     request_id: str = ""
+    # The saga's W3C trace: every call's `traceparent`, and `trace_id` on SAGA log lines.
+    trace: TraceContext = field(default_factory=trace_new)
 
 
 @dataclass

@@ -25,7 +25,8 @@ SAGA_COLUMNS = tuple(field.attname for field in SagaInstance._meta.concrete_fiel
 INSERTED = (
     "id, definition_id, definition_name, definition_version, status, input, steps,"
     " current_step, phase, cancel_requested, next_attempt_at, lease_owner,"
-    " idempotency_key, request_fingerprint, request_id, created_at, deadline_at, updated_at"
+    " idempotency_key, request_fingerprint, request_id, traceparent, tracestate, created_at,"
+    " deadline_at, updated_at"
 )
 POSTGRESQL_SQL = f"""
 WITH definition AS (
@@ -41,7 +42,8 @@ WITH definition AS (
                 '[]'::jsonb)
             FROM jsonb_array_elements(definition.steps) WITH ORDINALITY AS each(step, n)),
         0, %(phase)s, false, %(now)s::timestamptz, '',
-        %(key)s, %(fingerprint)s, %(request_id)s, %(now)s::timestamptz,
+        %(key)s, %(fingerprint)s, %(request_id)s, %(traceparent)s, %(tracestate)s,
+        %(now)s::timestamptz,
         %(now)s::timestamptz + make_interval(secs => timeout_seconds), %(now)s::timestamptz
     FROM definition
     RETURNING {", ".join(SAGA_COLUMNS)}
@@ -52,7 +54,7 @@ SQLITE_SQL = f"""
 INSERT INTO {SAGA} ({INSERTED})
 VALUES (%(id)s, %(definition_id)s, %(definition_name)s, %(definition_version)s, %(status)s,
     %(input)s, %(steps)s, 0, %(phase)s, false, %(now)s, '', %(key)s, %(fingerprint)s,
-    %(request_id)s, %(now)s, %(deadline_at)s, %(now)s)
+    %(request_id)s, %(traceparent)s, %(tracestate)s, %(now)s, %(deadline_at)s, %(now)s)
 RETURNING {", ".join(SAGA_COLUMNS)}
 """
 
@@ -63,7 +65,8 @@ def saga_insert(*, params: dict) -> SagaInstance | None:
     definition or version.
 
     `params`: name, version, id, status, input (JSON text), step (the initial step as JSON
-    text; its name is filled in per step), phase, now, key, fingerprint, request_id.
+    text; its name is filled in per step), phase, now, key, fingerprint, request_id,
+    traceparent, tracestate.
     """
     # No transaction of our own outside one: the statement is its own (autocommit).
     with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
