@@ -2,6 +2,8 @@
 
 import os
 import signal
+import threading
+import time
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
@@ -39,10 +41,22 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        usage_reporter_start(worker.heartbeat_seconds)
         try:
             worker.run()
         finally:
-            # Its counters stay in the metrics directory (files `<kind>_<host>-<pid>.db`,
-            # created by sagas.observability.metrics at start-up); only live gauges of a gone
-            # process go.
-            prometheus.process_dead_mark(os.getpid())
+            # Its counts move into the metrics archive; its marker and live gauges go.
+            prometheus.process_finished(os.getpid())
+
+
+def usage_reporter_start(every: float) -> None:
+    """Mark this process `worker` and rewrite its memory and CPU into its marker every
+    heartbeat: a scrape answered in another container reads them there."""
+    prometheus.process_mark("worker")
+
+    def report():
+        while True:
+            time.sleep(every)
+            prometheus.marker_touch("worker", every=every / 2)
+
+    threading.Thread(target=report, name="saga-usage-reporter", daemon=True).start()
