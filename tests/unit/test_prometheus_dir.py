@@ -45,5 +45,3 @@ def test_no_private_part_of_prometheus_client_is_touched():
         assert "._" not in "".join(
             line for line in text.splitlines() if "prometheus_client" in line
         ), source
-
-
