@@ -26,6 +26,7 @@ import fcntl
 import functools
 import glob
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -86,10 +87,10 @@ def multiproc_dir_prepare() -> str | None:
 
 
 def metric_files(base: str) -> list[str]:
-    """Every file a scrape sums: each host's processes and the archive."""
-    return glob.glob(os.path.join(base, HOST_PREFIX + "*", "*.db")) + glob.glob(
-        os.path.join(base, ARCHIVE, "*.db")
-    )
+    """Every file a scrape sums: each host's processes, the archive, and files left in the
+    base by the release before the host directories (until they are archived)."""
+    patterns = (HOST_PREFIX + "*/*.db", ARCHIVE + "/*.db", "*.db")
+    return [file for pattern in patterns for file in glob.glob(os.path.join(base, pattern))]
 
 
 @contextlib.contextmanager
@@ -139,6 +140,7 @@ def compact(base: str, *, finished: set[int] = frozenset()) -> list[str]:
     Returns the names of the files merged or removed."""
     with files_locked(base, exclusive=True):
         done = _dead_files(host_dir(base), finished) + _gone_host_files(base)
+        done += _legacy_files(base)
         if done:
             _archive_merge(base, done)
             for file in done:
@@ -173,6 +175,21 @@ def _dead_files(directory: str, finished: set[int]) -> list[str]:
         if pid.isdigit() and (int(pid) in finished or not _pid_alive(int(pid))):
             dead.append(file)
     return dead
+
+
+def _legacy_files(base: str) -> list[str]:
+    """Files of releases before the per-host directories (`<kind>_<host>-<pid>.db` in the
+    base): this host's of dead processes, other hosts' once untouched for HOST_GONE_SECONDS."""
+    own = re.compile(r".+_" + re.escape(_host()) + r"-(\d+)")
+    legacy = []
+    for file in glob.glob(os.path.join(base, "*.db")):
+        match = own.fullmatch(os.path.basename(file)[:-3])
+        if match:
+            if not _pid_alive(int(match.group(1))):
+                legacy.append(file)
+        elif time.time() - os.stat(file).st_mtime > HOST_GONE_SECONDS:
+            legacy.append(file)
+    return legacy
 
 
 def _gone_host_files(base: str) -> list[str]:

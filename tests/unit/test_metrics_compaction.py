@@ -124,3 +124,33 @@ def _a_dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def test_files_of_the_release_before_are_archived_at_start(tmp_path):
+    """The flat `<kind>_<host>-<pid>.db` names of before: this host's dead processes' and
+    other hosts' untouched for an hour move into the archive; a live one's stay."""
+    recycle(tmp_path, 6, compact=False)
+    own = tmp_path / prometheus.host_dir_name()
+    host = prometheus.host_dir_name()[len(prometheus.HOST_PREFIX) :]
+    files = sorted(own.glob("*.db"))
+    counters = [f for f in files if f.name.startswith("counter_")]
+    histograms = [f for f in files if f.name.startswith("histogram_")]
+    dead_pid = _a_dead_pid()
+    counters[0].rename(tmp_path / f"counter_{host}-{dead_pid}.db")
+    counters[1].rename(tmp_path / f"counter_{host}-{os.getpid()}.db")  # alive: stays
+    counters[2].rename(tmp_path / f"counter_old-container-{dead_pid}.db")
+    an_hour_ago = time.time() - prometheus.HOST_GONE_SECONDS - 60
+    os.utime(tmp_path / f"counter_old-container-{dead_pid}.db", (an_hour_ago, an_hour_ago))
+    counters[3].rename(tmp_path / f"counter_busy-container-{dead_pid}.db")  # recent: stays
+    for file in counters[4:] + histograms:
+        file.unlink()
+
+    prometheus.multiproc_dir_clean(str(tmp_path))
+
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        f"counter_busy-container-{dead_pid}.db",
+        f"counter_{host}-{os.getpid()}.db",
+    ]
+    archived = MultiProcessCollector.merge([str(tmp_path / "archive" / "counter_archive.db")])
+    values = {s.labels["phase"]: s.value for m in archived for s in m.samples}
+    assert values == {"action": 2, "compensation": 4}  # the two archived processes' counts
