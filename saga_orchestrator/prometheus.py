@@ -250,9 +250,10 @@ def _sample_key(metric, sample) -> str:
 
 
 def marker_touch(role: str, *, every: float = MARKER_TOUCH_SECONDS) -> None:
-    """Rewrite this process's marker with its usage (`<resident bytes> <cpu seconds>`), at
-    most once per `every` seconds: it keeps the host's directory recognisably alive, and
-    is how a scrape on another host (container) sees this process's memory and CPU."""
+    """Rewrite this process's marker with its usage and its host's limits (`<resident
+    bytes> <cpu seconds> <memory limit bytes> <cpu limit cores>`), at most once per `every`
+    seconds: it keeps the host's directory recognisably alive, and is how a scrape on
+    another host (container) sees this process's memory and CPU."""
     now = time.monotonic()
     if now < _next_touch[0]:
         return
@@ -263,7 +264,10 @@ def marker_touch(role: str, *, every: float = MARKER_TOUCH_SECONDS) -> None:
         marker = Path(host_dir(base), f"{os.getpid()}.{role}")
         fresh = marker.with_name(marker.name + ".tmp")
         with contextlib.suppress(OSError):
-            fresh.write_text(f"{current.resident_bytes} {current.cpu_seconds}")
+            limits = process_usage.memory_limit_bytes(), process_usage.cpu_limit_cores()
+            fresh.write_text(
+                f"{current.resident_bytes} {current.cpu_seconds} {limits[0]} {limits[1]}"
+            )
             os.replace(fresh, marker)
 
 

@@ -55,16 +55,29 @@ def test_processes_of_this_host_live_of_other_hosts_by_their_fresh_marker(tmp_pa
     (own / f"{_a_dead_pid()}.api").write_text("")  # gone: not reported
     other = tmp_path / "host-worker-container"
     other.mkdir()
-    (other / "77.worker").write_text("123456789 12.5")
+    (other / "77.worker").write_text("123456789 12.5 1073741824 1.5")
     (other / "78.worker").write_text("99 1.0")
     stale = time.time() - process_metrics.MARKER_FRESH_SECONDS - 5
     os.utime(other / "78.worker", (stale, stale))  # a worker that stopped reporting
 
-    found = {(role, pid): usage for role, pid, usage in process_metrics.process_usages()}
+    found = {(s.role, s.pid): s for s in process_metrics.process_usages()}
 
     assert set(found) == {("api", os.getpid()), ("worker", 77)}
-    assert found[("worker", 77)] == Usage(123456789, 12.5)
-    assert found[("api", os.getpid())].resident_bytes > 10 * 2**20
+    assert found[("worker", 77)].usage == Usage(123456789, 12.5)
+    assert found[("worker", 77)].host == "host-worker-container"
+    assert found[("api", os.getpid())].usage.resident_bytes > 10 * 2**20
+    # Each host against its own limits: the worker container's from its marker.
+    assert process_metrics.host_limits("host-worker-container") == (2**30, 1.5)
+    here = prometheus.host_dir_name()
+    assert process_metrics.host_limits(here) == (
+        process_usage.memory_limit_bytes(),
+        process_usage.cpu_limit_cores(),
+    )
+    # The worker container uses 115% of its memory: the status page shows that host.
+    (other / "77.worker").write_text(f"{int(1.15 * 2**30)} 12.5 1073741824 1.5")
+    figures = process_metrics.resource_figures()
+    assert figures["memory_ratio"] == 1.15
+    assert figures["memory_limit_bytes"] == 2**30
 
 
 def test_a_worker_reports_its_usage_into_its_marker(tmp_path, monkeypatch):
@@ -72,8 +85,10 @@ def test_a_worker_reports_its_usage_into_its_marker(tmp_path, monkeypatch):
     prometheus.multiproc_dir_prepare()
     prometheus.process_mark("worker")
     marker = tmp_path / prometheus.host_dir_name() / f"{os.getpid()}.worker"
-    resident, cpu = marker.read_text().split()
+    resident, cpu, memory_limit, cpu_limit = marker.read_text().split()
     assert int(resident) > 10 * 2**20 and float(cpu) > 0
+    assert int(memory_limit) == process_usage.memory_limit_bytes()
+    assert float(cpu_limit) == process_usage.cpu_limit_cores()
     prometheus.process_finished(os.getpid(), str(tmp_path))
     assert not marker.exists()
 
