@@ -72,14 +72,25 @@ _metrics_dir = prometheus.multiproc_dir_prepare()
 
 
 def on_starting(server):
-    """Drop metric files left by this host's dead processes (a previous run)."""
+    """Compact metric files left by this host's dead processes (a previous run): their
+    counts move into the archive, so counters do not reset with a restart."""
     if _metrics_dir:
-        removed = prometheus.multiproc_dir_clean(_metrics_dir)
+        merged = prometheus.multiproc_dir_clean(_metrics_dir)
         server.log.info(
-            "metrics directory %s ready (%d stale files removed)", _metrics_dir, len(removed)
+            "metrics directory %s ready (%d stale files compacted)", _metrics_dir, len(merged)
         )
 
 
+def post_fork(server, worker):
+    """A new worker: marked `api` for the memory and CPU metrics."""
+    if _metrics_dir:
+        prometheus.process_mark("api")
+
+
 def child_exit(server, worker):
-    """A worker exited (crash, timeout, max_requests recycle): drop its live gauges."""
-    prometheus.process_dead_mark(worker.pid)
+    """A worker exited (crash, timeout, max_requests recycle): its live gauges go and its
+    counts move into the archive, so a recycled worker leaves no files behind."""
+    try:
+        prometheus.process_finished(worker.pid)
+    except Exception:  # never take the master down for a metrics file
+        server.log.exception("metrics files of worker %s not compacted", worker.pid)

@@ -15,6 +15,7 @@ from sagas.models import (
     SagaInstance,
     SagaStatus,
 )
+from sagas.observability.process_metrics import resource_figures
 from sagas.observability.request_stats import request_figures
 
 # The definition version column is a PostgreSQL integer.
@@ -26,6 +27,9 @@ MAX_COMPENSATION_RATE = 0.10
 MAX_AVG_DURATION_MS = 5 * 60 * 1000.0
 MAX_API_RESPONSE_MS = 2000.0
 MAX_API_ERROR_RATE = 0.05
+# The guide's resource alerts: the service's processes against the container's limits.
+MAX_MEMORY_RATIO = 0.80
+MAX_CPU_RATIO = 0.80
 
 
 def definition_get(*, name: str, version: int | None = None) -> SagaDefinition | None:
@@ -128,8 +132,10 @@ def saga_stats(*, now: datetime | None = None) -> dict:
     finished; `avg_duration_ms` and `p95_duration_ms` are created→finished over all that
     finished. Each is None when nothing finished in the hour. `api`: the last hour's
     requests, 5xx rate and average response time across every API process
-    (sagas/observability/request_stats.py). `status` is "degraded" when an alert fires or a
-    dependency is down (Redis configured but unreachable, no live worker).
+    (sagas/observability/request_stats.py). `resources`: resident memory and CPU use of the
+    service's processes against the memory and CPU limits, now
+    (sagas/observability/process_metrics.py). `status` is "degraded" when an alert fires or
+    a dependency is down (Redis configured but unreachable, no live worker).
     """
     now = now or timezone.now()
     totals = dict(SagaInstance.objects.values_list("status").annotate(n=Count("id")))
@@ -145,6 +151,7 @@ def saga_stats(*, now: datetime | None = None) -> dict:
         "finished_last_hour": len(recent),
         "workers": {"alive": alive},
         "api": {key: api[key] for key in ("requests", "error_rate", "avg_response_ms", "scope")},
+        "resources": resource_figures(),
         "dependencies": {"redis": api["redis"], "workers": "ok" if alive else "down"},
     }
     figures["alerts"] = saga_alerts(figures)
@@ -191,7 +198,7 @@ def _p95_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
 
 def saga_alerts(figures: dict) -> list[dict]:
     """The DESIGN §7 thresholds that the figures cross."""
-    api = figures["api"]
+    api, resources = figures["api"], figures["resources"]
     below, above = (lambda v, t: v < t), (lambda v, t: v > t)
     rules = (
         (
@@ -228,6 +235,20 @@ def saga_alerts(figures: dict) -> list[dict]:
             MAX_API_ERROR_RATE,
             above,
             "More than 5% of API requests in the last hour failed with a 5xx.",
+        ),
+        (
+            "memory_usage_high",
+            resources["memory_ratio"],
+            MAX_MEMORY_RATIO,
+            above,
+            "The service's processes use more than 80% of the memory limit.",
+        ),
+        (
+            "cpu_usage_high",
+            resources["cpu_ratio"],
+            MAX_CPU_RATIO,
+            above,
+            "The service's processes use more than 80% of the CPU limit.",
         ),
     )
     return [

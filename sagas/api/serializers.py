@@ -551,6 +551,23 @@ class ApiFiguresSerializer(serializers.Serializer):
     )
 
 
+class ResourcesSerializer(serializers.Serializer):
+    processes = serializers.IntegerField(
+        help_text="API (Gunicorn) worker and saga worker processes measured."
+    )
+    memory_bytes = serializers.IntegerField(help_text="Their resident memory, summed.")
+    memory_limit_bytes = serializers.IntegerField(
+        help_text="The cgroup v2 memory limit, else the host's total memory."
+    )
+    memory_ratio = serializers.FloatField(help_text="memory_bytes / memory_limit_bytes.")
+    cpu_limit_cores = serializers.FloatField(
+        help_text="The cgroup v2 CPU quota in cores, else the CPU count."
+    )
+    cpu_ratio = serializers.FloatField(
+        help_text="Their CPU seconds per second, over cpu_limit_cores (0–1 and beyond)."
+    )
+
+
 class DependenciesSerializer(serializers.Serializer):
     redis = serializers.ChoiceField(choices=["ok", "down", "disabled"])
     workers = serializers.ChoiceField(
@@ -582,6 +599,7 @@ class ServiceStatusSerializer(serializers.Serializer):
     finished_last_hour = serializers.IntegerField()
     workers = WorkersSerializer()
     api = ApiFiguresSerializer()
+    resources = ResourcesSerializer()
     dependencies = DependenciesSerializer()
     alerts = AlertSerializer(many=True)
 

@@ -17,8 +17,9 @@ import time
 from saga_orchestrator import prometheus
 from sagas.observability.request_stats import request_record
 
-# Before prometheus_client is used: export the directory, then count into per-process files
-# named `<host>-<pid>` (containers sharing one volume reuse pids, not hostnames).
+# Before prometheus_client is first imported: it picks single-process or multiprocess
+# values from PROMETHEUS_MULTIPROC_DIR at import (its documented mode; this points it at
+# this host's directory, saga_orchestrator/prometheus.py).
 _MULTIPROC_DIR = prometheus.multiproc_dir_prepare()
 
 from django.db import DatabaseError  # noqa: E402
@@ -30,15 +31,11 @@ from prometheus_client import (  # noqa: E402
     Counter,
     Histogram,
     generate_latest,
-    multiprocess,
-    values,
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 
-if _MULTIPROC_DIR:
-    values.ValueClass = values.MultiProcessValue(process_identifier=prometheus.process_identifier)
-else:
-    values.ValueClass = values.MutexValue
+from sagas.observability.process_metrics import ProcessCollector  # noqa: E402
 
 logger = logging.getLogger("sagas.observability.metrics")
 
@@ -183,20 +180,40 @@ def workers_alive_count() -> int:
     return workers_alive().count()
 
 
-class _ProcessCollector:
+class _OwnCollector:
     """This process's metrics (single-process mode: no multiprocess directory)."""
 
     def collect(self):
         yield from REGISTRY.collect()
 
 
+class FilesCollector:
+    """Every host's process files and the archive of dead processes, summed.
+
+    prometheus_client's MultiProcessCollector reads one directory; ours has one per host
+    plus the archive, so the same public `merge` is given the list. Dead processes' files
+    of this host are compacted first (a saga worker killed without its exit hook).
+    """
+
+    def __init__(self, base: str):
+        self.base = base
+
+    def collect(self):
+        if prometheus.dead_files_present(self.base):
+            prometheus.compact(self.base)
+        with prometheus.files_locked(self.base):
+            metrics = MultiProcessCollector.merge(prometheus.metric_files(self.base))
+        yield from metrics
+
+
 def metrics_text() -> bytes:
-    """The exposition: every process's counters plus the database gauges."""
+    """The exposition: every process's counters, their memory and CPU, the database gauges."""
     registry = CollectorRegistry(auto_describe=False)
     if _MULTIPROC_DIR:
-        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
+        registry.register(FilesCollector(_MULTIPROC_DIR))
     else:
-        registry.register(_ProcessCollector())
+        registry.register(_OwnCollector())
+    registry.register(ProcessCollector())
     registry.register(DatabaseCollector())
     return generate_latest(registry)
 
@@ -210,6 +227,7 @@ class RequestMetricsMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
+        prometheus.marker_touch("api")
         response = self.get_response(request)
         took = time.perf_counter() - started
         record_api_request(

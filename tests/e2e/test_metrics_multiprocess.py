@@ -1,5 +1,7 @@
 """`/metrics` counts right across several Gunicorn workers and saga worker processes."""
 
+import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +11,7 @@ from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gunicorn_process import ROOT, child_env, gunicorn_start, json_lines
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
 
@@ -76,6 +79,38 @@ def test_request_counters_are_exact_across_workers_and_recycling(gunicorn, tmp_p
     assert len(served_by) >= 3, "requests should have reached several workers"
     # 164 requests with max_requests=40: workers were recycled along the way.
     assert len(gunicorn.booted_pids()) > 3
+    # ...and left no files: their counts are in the archive, only live workers' files stay.
+    host_dir = tmp_path / "prometheus" / f"host-{socket.gethostname()}"
+    wait_until(lambda: len(file_pids(host_dir)) <= 3, timeout=10, interval=0.05)
+    assert sorted(os.listdir(tmp_path / "prometheus" / "archive")) == [
+        "counter_archive.db",
+        "histogram_archive.db",
+    ]
+
+
+def file_pids(directory) -> set[str]:
+    return {name[:-3].rpartition("_")[2] for name in os.listdir(directory) if name.endswith(".db")}
+
+
+def test_memory_and_cpu_of_each_api_worker(gunicorn):
+    scraped = scrape(gunicorn)
+    memory = {
+        dict(labels)["pid"]: value
+        for (name, labels), value in scraped.items()
+        if name == "saga_process_resident_memory_bytes" and dict(labels)["role"] == "api"
+    }
+    cpu = {
+        dict(labels)["pid"]: value
+        for (name, labels), value in scraped.items()
+        if name == "saga_process_cpu_seconds_total" and dict(labels)["role"] == "api"
+    }
+    # Three workers, each read from its own /proc entry (not only the one that answered).
+    assert len(memory) == 3 and memory.keys() == cpu.keys()
+    assert memory.keys() <= {str(pid) for pid in gunicorn.booted_pids()}
+    assert all(10 * 2**20 < value < 2**30 for value in memory.values())
+    assert all(value > 0 for value in cpu.values())
+    assert scraped[("saga_memory_limit_bytes", ())] > 2**20
+    assert scraped[("saga_cpu_limit_cores", ())] > 0
 
 
 def test_saga_worker_process_metrics_reach_the_scrape(gunicorn, tmp_path):

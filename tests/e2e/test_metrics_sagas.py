@@ -113,12 +113,18 @@ def test_saga_counters_are_exact_across_gunicorn_and_saga_workers(tmp_path):
             assert _subset(scrape(server), expected)
 
         worker_pid = worker.process.pid
+        host_dir = metrics_dir / f"host-{socket.gethostname()}"
+        # The saga worker counted into its own files and is seen with its memory and CPU.
+        assert any(name.endswith(f"_{worker_pid}.db") for name in os.listdir(host_dir))
+        memory = "saga_process_resident_memory_bytes"
+        assert scrape(server)[(memory, (("pid", str(worker_pid)), ("role", "worker")))] > 0
         worker.signal(signal.SIGTERM)
         assert worker.process.wait(timeout=30) == 0
-        # The saga worker counted into its own `<kind>_<host>-<pid>.db` files, which outlive it.
-        own = f"_{socket.gethostname()}-{worker_pid}.db"
-        assert any(name.endswith(own) for name in os.listdir(metrics_dir))
+        # At its exit its counts moved into the archive: its files are gone, no count lost.
+        assert not any(name.endswith(f"_{worker_pid}.db") for name in os.listdir(host_dir))
+        assert (metrics_dir / "archive" / "counter_archive.db").exists()
         assert _subset(scrape(server), expected)
+        assert (memory, (("pid", str(worker_pid)), ("role", "worker"))) not in scrape(server)
     finally:
         worker.close()
         server.stop()

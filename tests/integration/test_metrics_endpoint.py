@@ -1,9 +1,12 @@
 """`GET /metrics`: internal role, Prometheus text, DESIGN §6a names, database gauges."""
 
+import os
+
 import pytest
 from django.test import TestCase, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from saga_orchestrator import process_usage
 from sagas.observability import metrics
 from tests.api_builders import definition as definition_body
 from tests.api_builders import post_definition
@@ -141,3 +144,15 @@ def test_a_saga_cancelled_before_it_started_is_counted_as_finished(client_api, i
         cancelled = client_api.post(f"/api/sagas/{saga.json()['id']}/cancel/")
     assert cancelled.status_code == 202
     assert scrape(internal_api)[key] - before == 1
+
+
+def test_memory_and_cpu_of_this_process_and_the_limits(internal_api):
+    """Multiprocess mode off (tests): the answering process itself, as `api`."""
+    scraped = scrape(internal_api)
+    labels = (("pid", str(os.getpid())), ("role", "api"))
+    own = process_usage.usage(os.getpid())
+    memory = scraped[("saga_process_resident_memory_bytes", labels)]
+    assert 0.5 * own.resident_bytes < memory < 2 * own.resident_bytes
+    assert 0 < scraped[("saga_process_cpu_seconds_total", labels)] <= own.cpu_seconds
+    assert scraped[("saga_memory_limit_bytes", ())] == process_usage.memory_limit_bytes()
+    assert scraped[("saga_cpu_limit_cores", ())] == process_usage.cpu_limit_cores()

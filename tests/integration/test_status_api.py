@@ -1,9 +1,12 @@
 """GET /api/sagas/status/: open; totals per status; last-hour rates; workers; alerts."""
 
+import os
 import re
+import threading
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -12,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from saga_orchestrator import process_usage
 from sagas import redis_client
 from sagas.models import WorkerHeartbeat
-from sagas.observability import request_stats
+from sagas.observability import process_metrics, request_stats
 from tests.api_builders import finished_saga, post_definition, saga_row
 from tests.security_helpers import throwaway_redis
 
@@ -380,3 +384,66 @@ def test_figures_a_failed_flush_could_not_write_go_with_the_next_one(settings, m
     assert bucket["requests"] == "2" and bucket["errors"] == "1"
     assert float(bucket["seconds"]) == pytest.approx(0.4)
     assert not redis_client.redis_breaker().down
+
+
+@pytest.fixture
+def cgroup_limits(tmp_path, monkeypatch):
+    """A cgroup v2 directory of the test's own, with the limits the test writes."""
+    monkeypatch.setattr(process_usage, "CGROUP", tmp_path)
+    # No earlier look of another test: the first CPU figure is a fresh sample.
+    monkeypatch.setattr(process_metrics, "_previous", {})
+    return tmp_path
+
+
+def test_resources_are_measured_against_the_host_without_a_cgroup_limit(cgroup_limits):
+    heartbeat("w", 0)
+    resources = status_page()["resources"]
+    assert resources["processes"] == 1  # multiprocess mode off: this process
+    assert 10 * 2**20 < resources["memory_bytes"] < resources["memory_limit_bytes"]
+    meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()
+    assert resources["memory_limit_bytes"] == int(meminfo[1]) * 1024
+    assert resources["cpu_limit_cores"] == os.cpu_count()
+    assert 0 <= resources["cpu_ratio"]
+
+
+def test_memory_over_80_percent_of_the_limit_alerts(cgroup_limits):
+    heartbeat("w", 0)
+    own = process_usage.usage(os.getpid()).resident_bytes
+    (cgroup_limits / "memory.max").write_text(f"{int(own / 0.9)}\n")
+    page = status_page()
+    assert page["resources"]["memory_limit_bytes"] == int(own / 0.9)
+    assert alert_names(page) == {"memory_usage_high"}
+    assert page["status"] == "degraded"
+    alert = next(a for a in page["alerts"] if a["name"] == "memory_usage_high")
+    assert alert["threshold"] == 0.8 and alert["value"] > 0.8
+
+    (cgroup_limits / "memory.max").write_text(f"{own * 2}\n")
+    assert alert_names(status_page()) == set()
+
+
+def test_cpu_over_80_percent_of_the_limit_alerts(cgroup_limits):
+    heartbeat("w", 0)
+    (cgroup_limits / "cpu.max").write_text("10000 100000\n")  # a tenth of a core
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin, args=(stop,))
+    spinner.start()
+    try:
+        time.sleep(0.3)  # this process now uses well over a tenth of a core
+        page = status_page()
+    finally:
+        stop.set()
+        spinner.join()
+    assert page["resources"]["cpu_limit_cores"] == 0.1
+    assert page["resources"]["cpu_ratio"] > 0.8
+    assert "cpu_usage_high" in alert_names(page)
+
+    (cgroup_limits / "cpu.max").write_text("max 100000\n")  # no quota: the CPU count
+    time.sleep(1.1)  # idle for a second: the next look measures the time since this one
+    page = status_page()
+    assert page["resources"]["cpu_limit_cores"] == os.cpu_count()
+    assert "cpu_usage_high" not in alert_names(page)
+
+
+def _spin(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(10_000))

@@ -20,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "alerts.yml"
 RULES_TEST = RULES_DIR / "alerts_test.yml"
-# Served by the process-metrics collector of issue 13 point 3 (its own branch; the names
-# are agreed): listed here until that collector's source names them.
-PROCESS_METRICS = {
-    "saga_process_resident_memory_bytes",
-    "saga_process_cpu_seconds_total",
-    "saga_memory_limit_bytes",
-    "saga_cpu_limit_cores",
-}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 DURATION = re.compile(r"(\d+)([smhd])")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,7 +46,7 @@ def seconds(duration: str) -> int:
 
 
 DECLARED = re.compile(
-    r"\b(?:Counter|Gauge|Histogram|Summary|(?:Counter|Gauge|Histogram)MetricFamily)"
+    r"\b(Counter|Gauge|Histogram|Summary|(?:Counter|Gauge|Histogram)MetricFamily)"
     r"\(\s*\"(saga_[a-z_]+)\""
 )
 
@@ -63,8 +55,11 @@ def served_metric_names() -> set[str]:
     """Every metric the service's source declares (prometheus_client metrics and families)."""
     names = set()
     for source in [*(ROOT / "sagas").rglob("*.py"), *(ROOT / "saga_orchestrator").rglob("*.py")]:
-        names.update(DECLARED.findall(source.read_text()))
-    return names | PROCESS_METRICS
+        for kind, name in DECLARED.findall(source.read_text()):
+            # A counter `x` is served as `x_total`.
+            counter = kind.startswith("Counter") and not name.endswith("_total")
+            names.add(f"{name}_total" if counter else name)
+    return names
 
 
 def series_names(expr: str) -> set[str]:

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
@@ -39,10 +40,31 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        reporter_stop = usage_reporter_start(worker.heartbeat_seconds)
         try:
             worker.run()
         finally:
-            # Its counters stay in the metrics directory (files `<kind>_<host>-<pid>.db`,
-            # created by sagas.observability.metrics at start-up); only live gauges of a gone
-            # process go.
-            prometheus.process_dead_mark(os.getpid())
+            reporter_stop()  # first: no marker is written after it is removed
+            # Its counts move into the metrics archive; its marker and live gauges go.
+            prometheus.process_finished(os.getpid())
+
+
+def usage_reporter_start(every: float):
+    """Mark this process `worker` and rewrite its memory and CPU into its marker every
+    heartbeat (a scrape answered in another container reads them there); returns the
+    function that stops it, once a write in progress is over."""
+    prometheus.process_mark("worker")
+    done, writing = threading.Event(), threading.Lock()
+
+    def report():
+        while not done.wait(every):
+            with writing:
+                if not done.is_set():
+                    prometheus.marker_touch("worker", every=every / 2)
+
+    def stop():
+        with writing:
+            done.set()
+
+    threading.Thread(target=report, name="saga-usage-reporter", daemon=True).start()
+    return stop
