@@ -271,6 +271,10 @@ SAGA_MAX_INTERRUPTIONS = env_int("SAGA_MAX_INTERRUPTIONS", 3, minimum=0)
 SAGA_ALLOWED_HOSTS = env_list("SAGA_ALLOWED_HOSTS")
 SAGA_MAX_INPUT_BYTES = env_int("SAGA_MAX_INPUT_BYTES", 256 * 1024, minimum=1)
 SAGA_MAX_RESPONSE_BYTES = env_int("SAGA_MAX_RESPONSE_BYTES", 1024 * 1024, minimum=1)
+# `/logs/` (DESIGN §9.6): each body kept up to this many bytes (0: none); header values of
+# these names stored as "***", besides Authorization, Cookie, X-API-Key, X-Saga-Callback-Token.
+SAGA_LOG_BODY_BYTES = env_int("SAGA_LOG_BODY_BYTES", 4096, minimum=0)
+SAGA_REDACT_HEADERS = env_list("SAGA_REDACT_HEADERS")
 # Bound of every other JSON request body (sagas.api.parsers); never below the saga input bound,
 # so Django's own check cannot turn a start request into a 400 before the API's 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2621440, SAGA_MAX_INPUT_BYTES)

@@ -184,6 +184,12 @@ class SagaAttempt(models.Model):
     error = models.TextField(null=True, blank=True)
     started_at = models.DateTimeField()
     duration_ms = models.FloatField(null=True, blank=True)
+    # The call in full (DESIGN §9.6, engine/call_log.py): the headers sent (credentials as
+    # "***"), each body as JSON or text cut at SAGA_LOG_BODY_BYTES; `truncated` if cut.
+    request_headers = models.JSONField(null=True, blank=True)
+    request_body = models.JSONField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    truncated = models.BooleanField(default=False)
 
     class Meta:
         # GET /api/sagas/{id}/logs/: WHERE saga_id = … ORDER BY id (the FK index serves it).

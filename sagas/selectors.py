@@ -107,6 +107,10 @@ def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
                 method=mark["method"],
                 url=mark["url"],
                 started_at=parse_datetime(mark["started_at"]),
+                # The request as sent (a mark from before §9.6 has none); no response yet.
+                request_headers=mark.get("request_headers"),
+                request_body=mark.get("request_body"),
+                truncated=mark.get("request_truncated", False),
             )
     return None
 

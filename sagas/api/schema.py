@@ -145,3 +145,33 @@ START_EXAMPLES = [
         request_only=True,
     ),
 ]
+
+# One attempt of GET /api/sagas/{id}/logs/ (DESIGN §9.6): the call in full, redacted.
+LOG_ENTRY_EXAMPLE = {
+    "step": "reserve_inventory",
+    "phase": "action",
+    "attempt": 1,
+    "method": "POST",
+    "url": "http://inventory:8001/reserve",
+    "status_code": 200,
+    "outcome": "succeeded",
+    "error": None,
+    "started_at": "2026-01-05T10:00:00.120000Z",
+    "duration_ms": 41.7,
+    "request_headers": {
+        "Authorization": "***",
+        "Content-Type": "application/json",
+        "Idempotency-Key": "0b6f7c1e-8d2a-4f51-9a43-3c1d5e7f9a10:reserve_inventory:action",
+        "X-Saga-Id": "0b6f7c1e-8d2a-4f51-9a43-3c1d5e7f9a10",
+        "X-Saga-Step": "reserve_inventory",
+        "X-Request-ID": "5f0c2a9e4b7d41c8",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    },
+    "request_body": {"order_id": "A-1", "items": [{"sku": "book-1", "qty": 2}]},
+    "response_body": {"reservation_id": "R-1"},
+    "truncated": False,
+}
+
+LOG_EXAMPLES = [
+    OpenApiExample("A saga's calls", value=[LOG_ENTRY_EXAMPLE], response_only=True),
+]

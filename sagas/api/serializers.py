@@ -507,6 +507,29 @@ class AttemptSerializer(serializers.ModelSerializer):
             "(sent again with the same key and attempt number; not counted as an attempt)."
         ),
     )
+    request_headers = serializers.DictField(
+        child=serializers.CharField(),
+        allow_null=True,
+        help_text=(
+            "The headers sent; values of Authorization, Cookie, X-API-Key, "
+            "X-Saga-Callback-Token and of SAGA_REDACT_HEADERS are `***`. null when the "
+            "call was never sent (an unresolved template, a refused URL)."
+        ),
+    )
+    request_body = serializers.JSONField(
+        allow_null=True,
+        help_text="The body sent: JSON, or text cut at SAGA_LOG_BODY_BYTES; null if none.",
+    )
+    response_body = serializers.JSONField(
+        allow_null=True,
+        help_text=(
+            "The body received: JSON, or text cut at SAGA_LOG_BODY_BYTES; null if none "
+            "(or in flight)."
+        ),
+    )
+    truncated = serializers.BooleanField(
+        help_text="True when a body was longer than SAGA_LOG_BODY_BYTES and was cut."
+    )
 
     class Meta:
         model = SagaAttempt
@@ -521,6 +544,10 @@ class AttemptSerializer(serializers.ModelSerializer):
             "error",
             "started_at",
             "duration_ms",
+            "request_headers",
+            "request_body",
+            "response_body",
+            "truncated",
         ]
 
 

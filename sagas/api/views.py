@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from sagas import selectors, services
 from sagas.api.auth import IsClient, IsInternal
-from sagas.api.schema import DEFINITION_EXAMPLES, ERRORS, START_EXAMPLES, errors
+from sagas.api.schema import DEFINITION_EXAMPLES, ERRORS, LOG_EXAMPLES, START_EXAMPLES, errors
 from sagas.api.serializers import (
     NAME_RE,
     AttemptSerializer,
@@ -226,7 +226,15 @@ class SagaLogsView(GenericAPIView):
     @extend_schema(
         operation_id="sagas_logs",
         summary="Every participant call attempt of a saga, in order (not paginated)",
+        description=(
+            "Each call in full: the headers sent (values of Authorization, Cookie, "
+            "X-API-Key, X-Saga-Callback-Token and SAGA_REDACT_HEADERS as `***`), the "
+            "request and response bodies (JSON, or text cut at SAGA_LOG_BODY_BYTES; "
+            "`truncated` when either was cut). The call in flight comes last, with "
+            "`outcome` and `response_body` null."
+        ),
         responses={200: AttemptSerializer(many=True), **errors(401, 404)},
+        examples=LOG_EXAMPLES,
         tags=["sagas"],
     )
     def get(self, request, saga_id):

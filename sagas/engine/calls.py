@@ -89,4 +89,5 @@ def call_prepare(
         headers=headers,
         body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
         timeout=float(spec.get("timeout_seconds") or plan.call_timeout),
+        payload=body,
     )

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from saga_orchestrator.request_context import reset_request_id, set_request_id
+from sagas.engine.call_log import logged_body, logged_headers
 from sagas.engine.calls import call_prepare, call_spec
 from sagas.engine.claim import Claimed
 from sagas.engine.outcomes import CallResult
@@ -145,12 +146,14 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
     )
     spec = call_spec(plan, call)
     state = call_start(state, call, now)
+    sent = isinstance(request, ParticipantRequest)
     opened = AttemptOpen(
         call=call,
         step=plan.steps[call.index].name,
         method=spec["method"].upper(),
-        url=request.url if isinstance(request, ParticipantRequest) else str(spec["url"]),
+        url=request.url if sent else str(spec["url"]),
         started_at=now,
+        **(_request_logged(request) if sent else {}),
     )
     transition_record(
         lease=lease,
@@ -163,6 +166,13 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         writer=runtime.writer,
     )
     return state, request, opened
+
+
+def _request_logged(request: ParticipantRequest) -> dict:
+    """What `/logs/` keeps of the request: redacted headers, the body cut (call_log.py)."""
+    headers = logged_headers(request.headers, tuple(settings.SAGA_REDACT_HEADERS))
+    body, truncated = logged_body(request.payload, request.body, settings.SAGA_LOG_BODY_BYTES)
+    return {"request_headers": headers, "request_body": body, "request_truncated": truncated}
 
 
 def _send(request: ParticipantRequest) -> CallResult:

@@ -33,6 +33,8 @@ class CallResult:
     retry_after: float | None = None
     uncertain: bool = False
     duration_ms: float = 0.0
+    # The response body's bytes as read (for `/logs/`, call_log.py); None without one.
+    raw: bytes | None = None
 
 
 def classify(status_code: int | None, failure: str | None = None) -> tuple[str, bool]:

@@ -79,6 +79,8 @@ class ParticipantRequest:
     headers: dict[str, str]
     body: bytes | None
     timeout: float
+    # The body as rendered (before encoding): what `/logs/` keeps of it, with no re-parse.
+    payload: Any = None
 
 
 def parse_body(raw: bytes) -> Any:
@@ -161,18 +163,20 @@ def _call_once(request: ParticipantRequest, max_bytes: int, started: float):
     conn = _connection(url)
     conn.begin(deadline)
     try:
-        status_code, body, headers = _exchange(conn, url, request, max_bytes)
+        status_code, raw, headers = _exchange(conn, url, request, max_bytes)
     except Exception as exc:  # every failure becomes a result: nothing escapes the client
         conn.close()
         return _failure(exc, request.timeout, started), None
-    return _classified(status_code, body, headers, started)
+    return _classified(status_code, raw, max_bytes, headers, started)
 
 
-def _classified(status_code: int, body: Any, headers, started: float):
+def _classified(status_code: int, raw: bytes, max_bytes: int, headers, started: float):
+    """`raw`: the body as read (one byte past `max_bytes` when it was longer)."""
+    body = parse_body(raw[:max_bytes])
     outcome, uncertain = classify(status_code)
     duration_ms = (time.monotonic() - started) * 1000
     if outcome == Outcome.SUCCEEDED:
-        return CallResult(outcome, status_code, body, None, None, False, duration_ms), None
+        return CallResult(outcome, status_code, body, None, None, False, duration_ms, raw), None
     location = headers.get("Location")
     result = CallResult(
         outcome,
@@ -182,6 +186,7 @@ def _classified(status_code: int, body: Any, headers, started: float):
         parse_retry_after(headers.get("Retry-After"), datetime.now(UTC)),
         uncertain,
         duration_ms,
+        raw,
     )
     return result, location
 
@@ -275,12 +280,13 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _exchange(conn: PinnedConnection, url: SplitResult, request, max_bytes: int):
-    """(status, parsed body, headers) of one request on `conn`."""
+    """(status, body as read, headers) of one request on `conn`: the body's first
+    `max_bytes` and one more byte when it is longer."""
     response = _response(conn, url, request)
     raw = response.read(max_bytes + 1)
     if len(raw) > max_bytes or response.will_close:
         conn.close()  # the rest of a too-long body is dropped with the connection
-    return response.status, parse_body(raw[:max_bytes]), response.headers
+    return response.status, raw, response.headers
 
 
 def _response(conn: PinnedConnection, url: SplitResult, request) -> http.client.HTTPResponse:

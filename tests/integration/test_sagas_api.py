@@ -320,7 +320,8 @@ def test_logs_are_every_attempt_in_order(checkout, client_api):
     ]
     assert set(logs[0]) == {
         "step", "phase", "attempt", "method", "url", "status_code", "outcome", "error",
-        "started_at", "duration_ms",
+        "started_at", "duration_ms", "request_headers", "request_body", "response_body",
+        "truncated",
     }  # fmt: skip
     assert logs[0]["outcome"] == "retryable_error"
     assert logs[0]["status_code"] == 503

@@ -3,6 +3,7 @@
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
@@ -50,6 +51,10 @@ class AttemptOpen:
     method: str
     url: str
     started_at: datetime
+    # What `/logs/` keeps of the request (call_log.py): None when it was never sent.
+    request_headers: dict | None = None
+    request_body: Any = None
+    request_truncated: bool = False
 
     def mark(self) -> dict:
         """The step's `in_flight` mark: what the attempt row needs once the call ends."""
@@ -59,6 +64,9 @@ class AttemptOpen:
             "url": self.url,
             "attempt": self.call.attempt,
             "started_at": self.started_at.isoformat(),
+            "request_headers": self.request_headers,
+            "request_body": self.request_body,
+            "request_truncated": self.request_truncated,
         }
 
     @classmethod
@@ -68,7 +76,17 @@ class AttemptOpen:
         if not isinstance(mark, dict):
             return None
         started_at = parse_datetime(mark["started_at"])
-        return cls(call, step, mark["method"], mark["url"], started_at)
+        return cls(
+            call,
+            step,
+            mark["method"],
+            mark["url"],
+            started_at,
+            # A mark from before §9.6 has no request.
+            mark.get("request_headers"),
+            mark.get("request_body"),
+            mark.get("request_truncated", False),
+        )
 
 
 @dataclass(frozen=True)

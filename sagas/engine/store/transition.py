@@ -18,8 +18,10 @@ renewal and release are fenced the same way.
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
+from sagas.engine.call_log import logged_body
 from sagas.engine.store import dialect
 from sagas.engine.store.events import event_emit, transition_events
 from sagas.engine.store.records import AttemptClose, AttemptOpen, CancelRequested, Lease, LeaseLost
@@ -55,9 +57,14 @@ ATTEMPT_COLUMNS = (
     "outcome",
     "error",
     "duration_ms",
+    "request_headers",
+    "request_body",
+    "response_body",
+    "truncated",
 )
 ATTEMPT_TYPES = {"step_index": "integer", "attempt": "integer", "started_at": "timestamptz"}
-ATTEMPT_TYPES |= {"status_code": "integer", "duration_ms": "float8"}
+ATTEMPT_TYPES |= {"status_code": "integer", "duration_ms": "float8", "truncated": "boolean"}
+ATTEMPT_TYPES |= dict.fromkeys(("request_headers", "request_body", "response_body"), "jsonb")
 
 
 def transition_record(
@@ -196,6 +203,8 @@ def _state_params(lease: Lease, state: SagaState, now: datetime, release: bool) 
 
 def _close_params(closed: AttemptClose) -> dict:
     result, opened = closed.result, closed.opened
+    limit = settings.SAGA_LOG_BODY_BYTES
+    response_body, response_cut = logged_body(result.response, result.raw, limit)
     values = {
         "step": closed.step,
         "step_index": closed.call.index,
@@ -208,6 +217,10 @@ def _close_params(closed: AttemptClose) -> dict:
         "outcome": str(result.outcome),
         "error": result.error,
         "duration_ms": round(result.duration_ms, 3),
+        "request_headers": opened.request_headers if opened else None,
+        "request_body": opened.request_body if opened else None,
+        "response_body": response_body,
+        "truncated": response_cut or bool(opened and opened.request_truncated),
     }
     return {f"c_{key}": dialect.adapt(SagaAttempt, key, value) for key, value in values.items()}
 
