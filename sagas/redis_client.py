@@ -112,16 +112,8 @@ def _configuration() -> dict:
 
 
 @functools.cache
-def breaker_for(
-    *,
-    host: str,
-    port: int,
-    password: str = "",
-    db: int = 0,
-    timeout: float,
-    ssl: bool = False,
-    ssl_ca_certs: str = "",
-) -> Breaker:
+def breaker_for(**configuration) -> Breaker:
+    """One breaker per process and Redis configuration (the keys of redis_client_for)."""
     return Breaker()
 
 

@@ -125,3 +125,31 @@ def checkout_definition(participants, *, retry=None, name: str = "checkout"):
 def calls_made(participants) -> list[str]:
     """Every request the participants got, as "METHOD /path", in arrival order."""
     return [f"{r.method} {r.path}" for r in participants.received()]
+
+
+def reserve_and_charge(participants, *, name: str, max_attempts: int) -> dict:
+    """A two-step definition as the API takes it: reserve (undone by release), then charge
+    with the saga's input as its body (see `charge_or_decline`); retries without waiting."""
+    url = participants.url
+    retry = {"max_attempts": max_attempts, "delay_seconds": 0}
+    return {
+        "name": name,
+        "steps": [
+            {
+                "name": "reserve",
+                "action": {"method": "POST", "url": url("/reserve")},
+                "compensation": {"method": "POST", "url": url("/release")},
+                "retry": retry,
+            },
+            {
+                "name": "charge",
+                "action": {"method": "POST", "url": url("/charge"), "body": "${input}"},
+                "retry": retry,
+            },
+        ],
+    }
+
+
+def charge_or_decline(request):
+    """The charge participant: 422 when the saga's input says `decline`, else 200."""
+    return Reply(422, {"error": "declined"}) if request.body.get("decline") else Reply(200, {})

@@ -15,36 +15,12 @@ from tests.e2e.test_metrics_multiprocess import samples
 from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
 from tests.participants import ParticipantServer, Reply
+from tests.saga_builders import charge_or_decline, reserve_and_charge
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 OK, FAILING = 8, 4
-NO_RETRY_WAIT = {"max_attempts": 3, "delay_seconds": 0}
-
-
-def definition(participants) -> dict:
-    url = participants.url
-    return {
-        "name": "metered",
-        "steps": [
-            {
-                "name": "reserve",
-                "action": {"method": "POST", "url": url("/reserve")},
-                "compensation": {"method": "POST", "url": url("/release")},
-                "retry": NO_RETRY_WAIT,
-            },
-            {
-                "name": "charge",
-                "action": {"method": "POST", "url": url("/charge"), "body": "${input}"},
-                "retry": NO_RETRY_WAIT,
-            },
-        ],
-    }
-
-
-def charge_reply(request):
-    return Reply(422, {"error": "declined"}) if request.body.get("decline") else Reply(200, {})
 
 
 def api_post(server, path, body, key, **headers):
@@ -79,12 +55,15 @@ def test_saga_counters_are_exact_across_gunicorn_and_saga_workers(tmp_path):
     metrics_dir = tmp_path / "prometheus"
     participants = ParticipantServer()
     participants.script("POST", "/reserve", Reply(503, {"error": "busy"}), Reply(200, {}))
-    participants.script("POST", "/charge", charge_reply)
+    participants.script("POST", "/charge", charge_or_decline)
     server = gunicorn_start(tmp_path, workers=3, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     worker = WorkerProcess(tmp_path, concurrency=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     try:
         created = api_post(
-            server, "/api/saga-definitions/", definition(participants), settings.INTERNAL_API_KEY
+            server,
+            "/api/saga-definitions/",
+            reserve_and_charge(participants, name="metered", max_attempts=3),
+            settings.INTERNAL_API_KEY,
         )
         assert created.status_code == 201, created.text
         ids = []

@@ -22,7 +22,8 @@ from django.conf import settings
 
 from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
-from tests.participants import ParticipantServer, Reply
+from tests.participants import ParticipantServer
+from tests.saga_builders import charge_or_decline, reserve_and_charge
 from tests.support import free_port, wait_until
 from tests.unit.test_grafana_dashboard import as_prometheus_sees_it, queries
 
@@ -31,7 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 FIRST_WAVE = [False, False, False, True]  # declined? one compensated saga makes its series
 SECOND_WAVE = [False, True, True, True]
-NO_RETRY_WAIT = {"max_attempts": 2, "delay_seconds": 0}
 EXPECTED_SERIES = (
     "saga_started_total",
     'saga_finished_total{status="completed"}',
@@ -47,30 +47,6 @@ EXPECTED_SERIES = (
     'saga_api_requests_total{method="POST",status="202"}',
     "saga_api_request_duration_seconds_bucket",
 )
-
-
-def definition(participants) -> dict:
-    url = participants.url
-    return {
-        "name": "watched",
-        "steps": [
-            {
-                "name": "reserve",
-                "action": {"method": "POST", "url": url("/reserve")},
-                "compensation": {"method": "POST", "url": url("/release")},
-                "retry": NO_RETRY_WAIT,
-            },
-            {
-                "name": "charge",
-                "action": {"method": "POST", "url": url("/charge"), "body": "${input}"},
-                "retry": NO_RETRY_WAIT,
-            },
-        ],
-    }
-
-
-def charge_reply(request):
-    return Reply(422, {"error": "declined"}) if request.body.get("decline") else Reply(200, {})
 
 
 class HeaderProxy:
@@ -215,7 +191,7 @@ def dashboard_queries_answer(prometheus: PrometheusProcess) -> None:
 def test_prometheus_scrapes_the_service_and_fires_when_a_participant_declines(tmp_path):
     metrics_dir = str(tmp_path / "metrics")
     participants = ParticipantServer()
-    participants.script("POST", "/charge", charge_reply)
+    participants.script("POST", "/charge", charge_or_decline)
     server = gunicorn_start(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
     worker = WorkerProcess(tmp_path, concurrency=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
     proxy = HeaderProxy(server.base_url, settings.INTERNAL_API_KEY)
@@ -223,7 +199,7 @@ def test_prometheus_scrapes_the_service_and_fires_when_a_participant_declines(tm
     try:
         created = requests.post(
             server.base_url + "/api/saga-definitions/",
-            json=definition(participants),
+            json=reserve_and_charge(participants, name="watched", max_attempts=2),
             headers={"X-API-Key": settings.INTERNAL_API_KEY},
             timeout=30,
         )
