@@ -7,9 +7,9 @@ class SagasConfig(AppConfig):
 
     def ready(self) -> None:
         from sagas import checks  # noqa: F401  (registers the deploy checks)
-        from sagas.engine import record
+        from sagas.engine import store
         from sagas.observability.metrics import saga_event_record
 
         # Saga events (calls, finishes) counted in Prometheus, in every process.
-        if saga_event_record not in record.EVENT_LISTENERS:
-            record.EVENT_LISTENERS.append(saga_event_record)
+        if saga_event_record not in store.EVENT_LISTENERS:
+            store.EVENT_LISTENERS.append(saga_event_record)

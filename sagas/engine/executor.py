@@ -17,19 +17,19 @@ from django.utils import timezone
 from saga_orchestrator.request_context import reset_request_id, set_request_id
 from sagas.engine.call_log import logged_body, logged_headers
 from sagas.engine.calls import call_prepare, call_spec
-from sagas.engine.claim import Claimed
 from sagas.engine.outcomes import CallResult
 from sagas.engine.participants import ParticipantRequest, participant_call
 from sagas.engine.plan import SagaPlan, plan_build, steps_initial
-from sagas.engine.record import (
+from sagas.engine.store import (
     AttemptClose,
     AttemptOpen,
     CancelRequested,
+    Claimed,
+    GroupWriter,
     Lease,
     LeaseLost,
     transition_record,
 )
-from sagas.engine.store import GroupWriter
 from sagas.engine.transitions import (
     call_interrupted,
     call_settle,

@@ -13,7 +13,7 @@ import threading
 from django.utils import timezone
 
 from sagas.engine.locks import HeldLock
-from sagas.engine.record import Lease, lease_renew
+from sagas.engine.store import Lease, lease_renew
 
 
 class LeaseKeeper:

@@ -21,14 +21,12 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
-from sagas.engine.claim import Claimed, next_due_at, saga_claim
 from sagas.engine.executor import PlanCache, Runtime, saga_run
 from sagas.engine.heartbeat import Heartbeat
 from sagas.engine.idle import IdleWait
 from sagas.engine.lease_keeper import LeaseKeeper
 from sagas.engine.locks import saga_locks_from_settings
-from sagas.engine.record import lease_release
-from sagas.engine.store import GroupWriter
+from sagas.engine.store import Claimed, GroupWriter, lease_release, next_due_at, saga_claim
 from sagas.engine.wakeup import Wakeups, listener_start, wake_workers
 
 logger = logging.getLogger("sagas.engine")

@@ -118,7 +118,7 @@ def record_api_request(*, method: str, status: int, duration_s: float) -> None:
 
 
 def saga_event_record(event: dict) -> None:
-    """Engine event listener (sagas.engine.record.EVENT_LISTENERS): one call attempt
+    """Engine event listener (sagas.engine.store.EVENT_LISTENERS): one call attempt
     → participant calls and step duration; a terminal status → finished and saga duration."""
     kind = event.get("event")
     duration_s = (event.get("duration_ms") or 0.0) / 1000

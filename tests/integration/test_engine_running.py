@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sagas.engine import control, record
+from sagas.engine import control, store
 from sagas.engine.worker import Worker
 from tests.participants import Reply
 from tests.saga_builders import (
@@ -70,14 +70,14 @@ def test_cancel_of_a_saga_waiting_for_a_retry_takes_effect_at_once(participants,
 
 def test_every_event_is_one_saga_log_line_and_reaches_the_listeners(participants, worker, caplog):
     events = []
-    record.EVENT_LISTENERS.append(events.append)
+    store.EVENT_LISTENERS.append(events.append)
     try:
         participants.script("POST", "/one", Reply(500), Reply(200, {}))
         saga = saga_create(one_step(participants))
         with caplog.at_level(logging.INFO, logger="sagas.engine"):
             drive(worker, saga)
     finally:
-        record.EVENT_LISTENERS.remove(events.append)
+        store.EVENT_LISTENERS.remove(events.append)
 
     lines = [r for r in caplog.records if r.getMessage().startswith("SAGA")]
     assert [r.event for r in lines] == ["started", "call", "call", "finished"]

@@ -10,8 +10,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sagas.engine.claim import next_due_at, saga_claim
-from sagas.engine.record import lease_release, lease_renew, transition_record
+from sagas.engine.store import (
+    lease_release,
+    lease_renew,
+    next_due_at,
+    saga_claim,
+    transition_record,
+)
 from tests.saga_builders import call, definition_create, saga_create, saga_get, step
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from sagas.engine.claim import saga_claim
 from sagas.engine.heartbeat import Heartbeat, workers_alive
 from sagas.engine.lease_keeper import LeaseKeeper
 from sagas.engine.locks import SagaLocks, lock_key, saga_locks_from_settings
+from sagas.engine.store import saga_claim
 from sagas.models import SagaInstance, WorkerHeartbeat
 from sagas.redis_client import redis_breaker, redis_client, redis_client_for
 from tests.builders import heartbeat_create
