@@ -15,3 +15,13 @@ class Conflict(SagaError):
         super().__init__(detail)
         self.detail = detail
         self.saga_status = saga_status
+
+
+class Invalid(SagaError):
+    """The request names something the saga cannot do (HTTP 400); `field` names the part
+    of the body at fault."""
+
+    def __init__(self, detail: str, *, field: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field

@@ -19,6 +19,8 @@ HEADER = "X-API-Key"
 @dataclass(frozen=True)
 class ApiPrincipal:
     role: str
+    # Names the key in history and console sessions without revealing it (key_id()).
+    key_id: str = ""
 
     is_authenticated = True
 
@@ -30,6 +32,13 @@ class ApiPrincipal:
 def _digest(value: str) -> bytes:
     # Fixed-length digests: compare_digest's time then depends on neither key's length.
     return hashlib.sha256(value.encode("utf-8", "replace")).digest()
+
+
+def key_id(key: str) -> str:
+    """The first 8 hex characters of an HMAC-SHA256 of the key under SECRET_KEY: tells
+    which key acted, and cannot be turned back into the key (DESIGN §9.2)."""
+    mac = hmac.new(settings.SECRET_KEY.encode(), key.encode("utf-8", "replace"), hashlib.sha256)
+    return mac.hexdigest()[:8]
 
 
 def role_for_key(key: str) -> str | None:
@@ -55,7 +64,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         role = role_for_key(key)
         if role is None:
             raise exceptions.AuthenticationFailed("Unknown API key.")
-        return ApiPrincipal(role), None
+        return ApiPrincipal(role, key_id(key)), None
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) when the key is missing.

@@ -80,6 +80,8 @@ def exception_handler(exc, context):
     exc = throttled_before_view(exc, context) or exc
     if isinstance(exc, domain.Conflict):
         exc = Conflict(exc.detail, saga_status=exc.saga_status)
+    elif isinstance(exc, domain.Invalid):
+        exc = exceptions.ValidationError({exc.field or "non_field_errors": [exc.detail]})
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -5,6 +5,8 @@ holds (a pending saga not yet claimed, a failed saga). Each change is one short
 transaction on the locked row; the worker picks the saga up at its next transition.
 """
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,6 +15,18 @@ from sagas.engine.transitions import cancel_refusal
 from sagas.engine.wakeup import wake_workers
 from sagas.errors import Conflict
 from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a change, as the history records it: a role (`client`, `internal`,
+    or `system` for the engine) and the `key_id` of the key used (never the key)."""
+
+    role: str
+    key_id: str = ""
+
+
+SYSTEM = Actor("system")
 
 
 def saga_cancel(*, saga_id) -> SagaInstance:
