@@ -111,6 +111,7 @@ def _cancel_unstarted(saga: SagaInstance, now: datetime) -> dict:
 def _cancel_paused(state: SagaState, now: datetime) -> None:
     # Nobody holds a paused saga: its compensation begins here and a worker carries it on.
     state.cancel_requested = True
+    state.pause_request = None  # answered: the cancel wins
     cancel_apply(state, now)
 
 
@@ -183,7 +184,7 @@ def saga_pause(*, saga_id, actor: Actor, reason: str = "") -> SagaInstance:
             history_insert(saga.id, events)
         else:
             fields = ["pause_request"]
-            if saga.lease_expires_at <= now:
+            if _unheld(saga, now):
                 # Its worker was lost: due now, so that another settles its call, then pauses.
                 saga.next_attempt_at = now
                 fields.append("next_attempt_at")

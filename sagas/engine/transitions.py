@@ -141,7 +141,7 @@ def cancel_apply(state: SagaState, now: datetime) -> None:
     message = "Cancelled on request."
     if state.phase == Phase.ACTION or state.rewind_step is not None:
         state.rewind_step = None  # a rewind stops: every step done so far is undone
-        state.pause_request = state.paused_at = None
+        state.paused_at = None
         index = min(state.current_step, len(state.steps) - 1)  # past the end: the last one
         cause = _error(ErrorCode.CANCELLED, state.steps[index]["name"], message)
         _compensation_begin(state, cause, now)
