@@ -286,6 +286,10 @@ SAGA_WORKER_POLL_SECONDS = env_float(
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 # Default call timeout of a step (the definition may override per call).
 SAGA_CALL_TIMEOUT = 30.0
+# The base participants reach the service at: asynchronous steps' callback URLs (§9.4).
+SAGA_PUBLIC_URL = env_str("SAGA_PUBLIC_URL", "http://127.0.0.1:8008").rstrip("/")
+if not SAGA_PUBLIC_URL.lower().startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SAGA_PUBLIC_URL must be an http(s) URL, got {SAGA_PUBLIC_URL!r}")
 
 RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
 RATE_LIMIT_WINDOW = env_int("RATE_LIMIT_WINDOW", 60, minimum=1)

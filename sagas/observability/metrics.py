@@ -62,6 +62,12 @@ STEP_DURATION = Histogram(
     ["phase"],
     buckets=CALL_BUCKETS,
 )
+CALLBACKS = Counter(
+    "saga_callbacks_total",
+    "Callbacks of asynchronous steps by outcome: succeeded and failed (recorded), "
+    "duplicate (recorded before), conflict, forbidden (a wrong token).",
+    ["outcome"],
+)
 API_REQUESTS = Counter(
     "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
 )
@@ -128,6 +134,8 @@ def saga_event_record(event: dict) -> None:
         )
     elif kind == "finished":
         record_saga_finished(status=event["status"], duration_s=duration_s)
+    elif kind == "callback":
+        _safely(_child(CALLBACKS, event["outcome"]).inc)
 
 
 def _safely(record) -> None:

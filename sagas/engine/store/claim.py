@@ -17,6 +17,7 @@ from django.db.models import DurationField, ExpressionWrapper, F, Min, Q
 from django.db.models.functions import Coalesce, Greatest, Now
 from django.utils import timezone
 
+from sagas.engine.callbacks import callback_parse
 from sagas.engine.store import dialect
 from sagas.engine.store.records import Claimed, Lease
 from sagas.engine.trace_context import trace_stored
@@ -37,6 +38,7 @@ CLAIMED_COLUMNS = (
     "pause_request",
     "paused_at",
     "rewind_step",
+    "callback",
     "deadline_at",
     "started_at",
     "finished_at",
@@ -134,6 +136,8 @@ def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
         pause_request=row["pause_request"],
         paused_at=row["paused_at"],
         rewind_step=row["rewind_step"],
+        callback=callback_parse(row["callback"]),
+        callback_seen=row["callback"],
         deadline_at=row["deadline_at"],
         # Its due time has come (or its holder's lease ran out): due now.
         next_attempt_at=None,
