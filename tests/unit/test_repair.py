@@ -218,3 +218,14 @@ def test_pause_apply_keeps_who_asked():
             "details": None,
         }
     ]
+
+
+def test_a_step_failing_for_good_while_a_pause_is_pending_pauses_instead_of_compensating():
+    p = plan(attempts=1)  # on_failure: compensate
+    state, call = decide(new_state(p), p, NOW)
+    state = call_start(state, call, NOW)
+    state.pause_request = {"actor": "internal", "key_id": "k", "reason": "look first"}
+    state = call_settle(state, p, call, REJECTED, NOW, 0.0)
+    assert state.status == "paused" and statuses(state)[0] == "failed"
+    assert state.error["code"] == "step_failed"
+    assert (state.events[-1]["event"], state.events[-1]["reason"]) == ("paused", "look first")
