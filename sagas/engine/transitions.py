@@ -439,10 +439,16 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
     for step in state.steps:
         if step["status"] == StepStatus.PENDING:
             step["status"] = StepStatus.SKIPPED
-        elif step["status"] == StepStatus.RUNNING and not _may_have_happened(step):
-            step["status"] = StepStatus.FAILED  # every attempt certainly failed: nothing to undo
+    certain_failures_mark(state.steps)
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now
+
+
+def certain_failures_mark(steps: list[dict]) -> None:
+    """A running step whose every attempt certainly failed has nothing to undo: failed."""
+    for step in steps:
+        if step["status"] == StepStatus.RUNNING and not _may_have_happened(step):
+            step["status"] = StepStatus.FAILED
 
 
 def _may_have_happened(step: dict) -> bool:
