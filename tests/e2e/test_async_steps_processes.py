@@ -15,9 +15,8 @@ from django.conf import settings
 
 from sagas.models import SagaInstance
 from tests.e2e.test_metrics_multiprocess import samples
-from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
-from tests.participants import ParticipantServer, Reply
+from tests.participants import Reply
 from tests.saga_builders import saga_get
 from tests.support import wait_until
 
@@ -25,20 +24,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.m
 
 
 @pytest.fixture
-def participants():
-    server = ParticipantServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def service(tmp_path):
+def service(tmp_path, workers):
     """Gunicorn, and a one-thread worker whose callback URLs point at it."""
     api = gunicorn_start(tmp_path, workers=2)
-    worker = WorkerProcess(tmp_path, concurrency=1, SAGA_PUBLIC_URL=api.base_url)
-    yield api, worker
-    worker.close()
-    api.stop()
+    try:
+        yield api, workers(concurrency=1, SAGA_PUBLIC_URL=api.base_url)
+    finally:
+        api.stop()
 
 
 def api_post(api, path, body, key=None, **headers):

@@ -21,27 +21,16 @@ from sagas.engine.callbacks import callback_parse
 from sagas.engine.store import dialect
 from sagas.engine.store.records import Claimed, Lease
 from sagas.engine.trace_context import trace_stored
-from sagas.engine.transitions import SagaState
+from sagas.engine.transitions import PERSISTED, state_of
 from sagas.models import ACTIVE_STATUSES, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
 ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+# The saga's state, and what its run needs besides.
 CLAIMED_COLUMNS = (
     "id",
-    "status",
-    "phase",
-    "current_step",
-    "steps",
-    "error",
-    "cause",
-    "cancel_requested",
-    "pause_request",
-    "paused_at",
-    "rewind_step",
+    *(name for name in PERSISTED if name != "next_attempt_at"),
     "callback",
-    "deadline_at",
-    "started_at",
-    "finished_at",
     "input",
     "definition_id",
     "definition_name",
@@ -125,25 +114,11 @@ def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
         request_id=row["request_id"] or row["id"].hex,
         trace=trace_stored(row["traceparent"], row["tracestate"], row["id"].hex),
     )
-    state = SagaState(
-        status=row["status"],
-        phase=row["phase"],
-        current_step=row["current_step"],
-        steps=row["steps"],
-        error=row["error"],
-        cause=row["cause"],
-        cancel_requested=row["cancel_requested"],
-        pause_request=row["pause_request"],
-        paused_at=row["paused_at"],
-        rewind_step=row["rewind_step"],
-        callback=callback_parse(row["callback"]),
-        callback_seen=row["callback"],
-        deadline_at=row["deadline_at"],
-        # Its due time has come (or its holder's lease ran out): due now.
-        next_attempt_at=None,
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
+    # Its due time has come (or its holder's lease ran out): due now.
+    state = state_of(row | {"next_attempt_at": None})
+    # The callback column (callbacks.py): not part of PERSISTED, which the API's own
+    # state changes write back; the worker reads it, and its fence checks it.
+    state.callback, state.callback_seen = callback_parse(row["callback"]), row["callback"]
     return Claimed(lease, state, row["input"], row["definition_id"])
 
 
