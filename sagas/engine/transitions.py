@@ -467,18 +467,17 @@ def _callback_apply(state, plan, index: int, record: dict, now) -> None:
             step.update(status=StepStatus.SUCCEEDED, response=record["response"])
         return
     step.pop("waiting_until", None)
-    details = {"phase": str(Phase.ACTION), "run": step_run(step), "attempt": step["attempts"]}
-    details |= {"status_code": step.get("status_code"), "via": "callback"}
     state.next_attempt_at = now
     if succeeded:
         step.update(status=StepStatus.SUCCEEDED, response=record["response"], error=None)
         state.current_step = index + 1
-        state.record("step_succeeded", now, step["name"], **details)
+        state.record("step_succeeded", now, step["name"], **_async_details(step, "callback"))
         return
     error = f"callback: {record.get('error') or 'the participant reported a failure'}"
-    step.update(status=StepStatus.FAILED, error=error)
-    step["uncertain"] = step.get("uncertain", False)
-    _action_fail(state, plan, index, error, now, details | {"error": error})
+    # Not uncertain unless an earlier attempt was (the mark is sticky, and every settled
+    # failure carries it: certain_failures_mark reads it).
+    step.update(status=StepStatus.FAILED, error=error, uncertain=step.get("uncertain", False))
+    _action_fail(state, plan, index, error, now, _async_details(step, "callback", error))
 
 
 def _waits(state: SagaState, plan: SagaPlan, now: datetime) -> bool:
@@ -494,16 +493,26 @@ def _waits(state: SagaState, plan: SagaPlan, now: datetime) -> bool:
         deadline = state.deadline_at
         state.next_attempt_at = until if deadline is None else min(until, deadline)
         return True
+    _async_timeout(state, plan, index, now)
+    return False
+
+
+def _async_timeout(state: SagaState, plan: SagaPlan, index: int, now: datetime) -> None:
+    """No callback in time: a failure of the step, uncertain (it was accepted)."""
     step = state.steps[index]
     timeout = plan.steps[index].async_timeout
     error = f"no callback within {timeout:g} s" if timeout else "no callback in time"
     step.pop("waiting_until", None)
     step.update(status=StepStatus.FAILED, error=error, uncertain=True)
-    details = {"phase": str(Phase.ACTION), "run": step_run(step), "attempt": step["attempts"]}
-    details |= {"status_code": step.get("status_code"), "via": "timeout", "error": error}
     state.next_attempt_at = now
-    _action_fail(state, plan, index, error, now, details)
-    return False
+    _action_fail(state, plan, index, error, now, _async_details(step, "timeout", error))
+
+
+def _async_details(step: dict, via: str, error: str | None = None) -> dict:
+    """The history details of an asynchronous step's outcome (its 202's attempt)."""
+    details = {"phase": str(Phase.ACTION), "run": step_run(step), "attempt": step["attempts"]}
+    details |= {"status_code": step.get("status_code"), "via": via}
+    return details if error is None else details | {"error": error}
 
 
 def _call_details(call: Call, step: dict, result: CallResult) -> dict:
