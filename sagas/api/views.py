@@ -303,6 +303,11 @@ class StepCallbackView(GenericAPIView):
     permission_classes = [AllowAny]
     throttle_classes = [ClientIpRateThrottle]
 
+    @property
+    def max_body_bytes(self) -> int:
+        """A callback's response is bounded like a call's answer (413 above)."""
+        return settings.SAGA_MAX_RESPONSE_BYTES
+
     @extend_schema(
         operation_id="sagas_step_callback",
         summary="Report the outcome of an asynchronous step (its participant)",
@@ -314,14 +319,14 @@ class StepCallbackView(GenericAPIView):
             "and response were already recorded. 409: a different one was, or the step "
             "neither waits nor has its call in flight (timed out, cancelled, finished). "
             "403: the token is not this run's of this step. 404: unknown saga or step. "
-            "Limited per client IP (429)."
+            "413: a body over SAGA_MAX_RESPONSE_BYTES. Limited per client IP (429)."
         ),
         parameters=[CALLBACK_TOKEN_PARAMETER],
         request=CallbackSerializer,
         responses={
             202: CallbackOutSerializer,
             200: CallbackOutSerializer,
-            **errors(400, 403, 404, 409, 415),
+            **errors(400, 403, 404, 409, 413, 415),
         },
         examples=CALLBACK_EXAMPLES,
         auth=[],

@@ -149,6 +149,18 @@ def test_callbacks_are_rate_limited_per_client_ip_whatever_key_is_sent():
     assert elsewhere.status_code == 404
 
 
+@pytest.mark.django_db
+@override_settings(SAGA_MAX_RESPONSE_BYTES=100)
+def test_a_callback_body_is_bounded_like_a_participants_answer(anon_client):
+    path = "/api/sagas/6f1c2f8e-5a0e-4c1b-9a55-2a1f0c3e9b10/steps/pick/callback/"
+    body = {"outcome": "succeeded", "response": {"text": "x" * 200}}
+
+    answer = anon_client.post(path, body, format="json", REMOTE_ADDR=unique_ip())
+
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(SAGA_ALLOWED_HOSTS=["127.0.0.1", "localhost"])
 def test_the_callback_token_never_follows_a_redirect_to_another_origin(participants, worker):
