@@ -71,7 +71,13 @@ API_LATENCY = Histogram(
     ["method"],
     buckets=REQUEST_BUCKETS,
 )
-WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed")
+OPERATOR_ACTIONS = Counter(
+    "saga_operator_actions_total",
+    "Actions on sagas accepted through the API (202), by action: cancel, retry, pause, "
+    "resume, skip (a resume with `skip`).",
+    ["action"],
+)
+WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed", "paused")
 
 
 def record_saga_started() -> None:
@@ -105,6 +111,14 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
     try:
         _child(PARTICIPANT_CALLS, phase, outcome).inc()
         _child(STEP_DURATION, phase).observe(max(duration_s, 0.0))
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
+
+
+def record_operator_action(action: str) -> None:
+    """An action the API accepted: cancel, retry, pause, resume or skip."""
+    try:
+        _child(OPERATOR_ACTIONS, action).inc()
     except Exception:
         logger.warning("metric not recorded", exc_info=True)
 
@@ -149,7 +163,8 @@ class DatabaseCollector:
         gauge = GaugeMetricFamily(
             "saga_waiting",
             "Sagas waiting: pending (not started), retry_scheduled (a retry later), "
-            "compensating, failed (for an operator's retry).",
+            "compensating, failed (for an operator's retry), paused (for an operator's "
+            "resume or cancel).",
             labels=["status"],
         )
         for kind in WAITING_KINDS:
@@ -171,6 +186,7 @@ def saga_waiting_counts() -> dict[str, int]:
         retry_scheduled=Count("id", filter=Q(status=SagaStatus.RUNNING, next_attempt_at__gt=now)),
         compensating=Count("id", filter=Q(status=SagaStatus.COMPENSATING)),
         failed=Count("id", filter=Q(status=SagaStatus.FAILED)),
+        paused=Count("id", filter=Q(status=SagaStatus.PAUSED)),
     )
 
 
