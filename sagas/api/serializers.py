@@ -665,7 +665,7 @@ HISTORY_EVENTS = (
 
 
 class HistoryEntrySerializer(serializers.Serializer):
-    """One event of GET /api/sagas/{id}/history/ (sagas.selectors.saga_history's dicts)."""
+    """One event of a saga's history: what happened, when, and who asked."""
 
     at = serializers.DateTimeField()
     event = serializers.ChoiceField(choices=HISTORY_EVENTS)
