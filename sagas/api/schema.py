@@ -206,13 +206,10 @@ SECOND_RUN_EXAMPLE = {
     "response_body": {"reservation_id": "R-2"},
 }
 
+# drf-spectacular shows an example of a list response as a list of that one entry.
 LOG_EXAMPLES = [
-    OpenApiExample("A saga's calls", value=[LOG_ENTRY_EXAMPLE], response_only=True),
-    OpenApiExample(
-        "A step run again after a resume",
-        value=[LOG_ENTRY_EXAMPLE, SECOND_RUN_EXAMPLE],
-        response_only=True,
-    ),
+    OpenApiExample("A call", value=LOG_ENTRY_EXAMPLE, response_only=True),
+    OpenApiExample("A step run again after a resume", value=SECOND_RUN_EXAMPLE, response_only=True),
 ]
 
 # Operator actions (DESIGN §9.1, §9.2) -----------------------------------------------------
@@ -383,10 +380,8 @@ HISTORY_EXAMPLE = [
     },
 ]
 
+# drf-spectacular shows an example of a list response as a list of that one entry.
 HISTORY_EXAMPLES = [
-    OpenApiExample(
-        "Paused on a rejected address, repaired, completed",
-        value=HISTORY_EXAMPLE,
-        response_only=True,
-    ),
+    OpenApiExample(f"{number}. {entry['event']}", value=entry, response_only=True)
+    for number, entry in enumerate(HISTORY_EXAMPLE, start=1)
 ]
