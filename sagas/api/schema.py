@@ -281,7 +281,7 @@ RESUME_EXAMPLES = [
     OpenApiExample(
         "Correct the input and retry the failed step",
         value={
-            "input_patch": {"address": "1 Main Street, Springfield"},
+            "input_patch": {"address": "1 Main St"},
             "reason": "Address corrected with the customer",
         },
         request_only=True,
@@ -314,70 +314,56 @@ RESUME_EXAMPLES = [
     conflict_example("running"),
 ]
 
+REJECTED = "HTTP 422: address not deliverable: 'Main St' has no house number"
+
+
+def _history_entry(at: str, event: str, step=None, actor="system", **fields) -> dict:
+    entry = {"at": f"2026-01-05T{at}Z", "event": event, "step": step, "actor": actor}
+    return entry | {"key_id": "", "reason": "", "details": None} | fields
+
+
+# A saga paused on a rejected address, repaired, completed (DESIGN §9.2).
 HISTORY_EXAMPLE = [
-    {
-        "at": "2026-01-05T10:00:00.100000Z",
-        "event": "started",
-        "step": None,
-        "actor": "client",
-        "key_id": "8c41d2e0",
-        "reason": "",
-        "details": {"definition": "order_checkout", "version": 3},
-    },
-    {
-        "at": "2026-01-05T10:00:00.160000Z",
-        "event": "step_succeeded",
-        "step": "reserve_inventory",
-        "actor": "system",
-        "key_id": "",
-        "reason": "",
-        "details": {"run": 1, "attempts": 1},
-    },
-    {
-        "at": "2026-01-05T10:00:00.240000Z",
-        "event": "step_failed",
-        "step": "ship_order",
-        "actor": "system",
-        "key_id": "",
-        "reason": "",
-        "details": {"run": 1, "error": "HTTP 422: address not deliverable"},
-    },
-    {
-        "at": "2026-01-05T10:00:00.240000Z",
-        "event": "paused",
-        "step": "ship_order",
-        "actor": "system",
-        "key_id": "",
-        "reason": "",
-        "details": {"on_failure": "pause"},
-    },
-    {
-        "at": "2026-01-05T10:12:31.500000Z",
-        "event": "resumed",
-        "step": "ship_order",
-        "actor": "internal",
-        "key_id": KEY_ID,
-        "reason": "Address corrected with the customer",
-        "details": {"input_patch": {"address": "1 Main Street, Springfield"}},
-    },
-    {
-        "at": "2026-01-05T10:12:31.610000Z",
-        "event": "step_succeeded",
-        "step": "ship_order",
-        "actor": "system",
-        "key_id": "",
-        "reason": "",
-        "details": {"run": 2, "attempts": 1},
-    },
-    {
-        "at": "2026-01-05T10:12:31.620000Z",
-        "event": "finished",
-        "step": None,
-        "actor": "system",
-        "key_id": "",
-        "reason": "",
-        "details": {"status": "completed"},
-    },
+    _history_entry("10:00:00.100000", "started", actor="client", key_id="8c41d2e0"),
+    _history_entry(
+        "10:00:00.160000",
+        "step_succeeded",
+        "reserve_inventory",
+        details={"phase": "action", "run": 1, "attempt": 1, "status_code": 201},
+    ),
+    _history_entry(
+        "10:00:00.240000",
+        "step_failed",
+        "ship_order",
+        details={
+            "phase": "action",
+            "run": 1,
+            "attempt": 1,
+            "status_code": 422,
+            "error": REJECTED,
+        },
+    ),
+    _history_entry(
+        "10:00:00.240000",
+        "paused",
+        "ship_order",
+        details={"error": {"code": "step_failed", "step": "ship_order", "message": REJECTED}},
+    ),
+    _history_entry(
+        "10:12:31.500000",
+        "resumed",
+        actor="internal",
+        key_id=KEY_ID,
+        reason="Address corrected with the customer",
+        details={"input_patch": {"address": "1 Main St"}},
+    ),
+    _history_entry(
+        "10:12:31.610000",
+        "step_succeeded",
+        "ship_order",
+        details={"phase": "action", "run": 2, "attempt": 1, "status_code": 201},
+    ),
+    _history_entry("10:12:31.620000", "finished", details={"status": "completed", "error": None}),
 ]
 
 # drf-spectacular shows an example of a list response as a list of that one entry.

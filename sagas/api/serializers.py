@@ -685,8 +685,10 @@ class HistoryEntrySerializer(serializers.Serializer):
     details = serializers.JSONField(
         allow_null=True,
         help_text=(
-            "The event's particulars: for `resumed`, the `input_patch`, `from_step` or "
-            "`skip` given; for a step event, its phase, run and error."
+            "The event's particulars: for a step event its `phase`, `run`, `attempt`, "
+            "`status_code` (and `error`); for `resumed` the `input_patch`, `from_step` or "
+            "`skip` given; for `paused` after a failure the saga's `error`; for "
+            "`compensating` its `cause`; for `finished` its `status` and `error` code."
         ),
     )
 

@@ -46,7 +46,6 @@ from sagas.api.serializers import (
 from sagas.engine import control
 from sagas.engine.trace_context import trace_incoming
 from sagas.models import SagaInstance
-from sagas.observability.metrics import record_operator_action
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -297,7 +296,8 @@ def _actor(request) -> control.Actor:
 
 class SagaActionView(GenericAPIView):
     """POST /api/sagas/{id}/<action>/: validate the optional body, one `engine.control`
-    call, 202 with the saga; then count the action (saga_operator_actions_total)."""
+    call (`act`), 202 with the saga. (The engine's event of the action, once committed,
+    counts it in saga_operator_actions_total.)"""
 
     serializer_class = SagaSerializer
     body_serializer = ReasonSerializer
@@ -308,13 +308,9 @@ class SagaActionView(GenericAPIView):
         body = self.body_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         saga = self.act(saga_id=saga_id, actor=_actor(request), **body.validated_data)
-        record_operator_action(self.action_name(body.validated_data))
         return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
 
     def act(self, **arguments) -> SagaInstance:
-        raise NotImplementedError
-
-    def action_name(self, body: dict) -> str:
         raise NotImplementedError
 
 
@@ -343,9 +339,6 @@ class SagaCancelView(SagaActionView):
     def act(self, **arguments) -> SagaInstance:
         return control.saga_cancel(**arguments)
 
-    def action_name(self, body: dict) -> str:
-        return "cancel"
-
 
 @extend_schema_view(
     post=extend_schema(
@@ -370,9 +363,6 @@ class SagaRetryView(SagaActionView):
 
     def act(self, **arguments) -> SagaInstance:
         return control.saga_retry(**arguments)
-
-    def action_name(self, body: dict) -> str:
-        return "retry"
 
 
 @extend_schema_view(
@@ -402,9 +392,6 @@ class SagaPauseView(SagaActionView):
     def act(self, **arguments) -> SagaInstance:
         return control.saga_pause(**arguments)
 
-    def action_name(self, body: dict) -> str:
-        return "pause"
-
 
 @extend_schema_view(
     post=extend_schema(
@@ -433,9 +420,6 @@ class SagaResumeView(SagaActionView):
 
     def act(self, **arguments) -> SagaInstance:
         return control.saga_resume(**arguments)
-
-    def action_name(self, body: dict) -> str:
-        return "skip" if body["skip"] is not None else "resume"
 
 
 class ServiceStatusView(GenericAPIView):

@@ -8,7 +8,9 @@ shared database, not a process.
 
 The `record_*` functions never raise (a metric must not break a saga). The engine's events
 reach them through `saga_event_record`, which sagas/apps.py registers as an engine event
-listener in every process (Gunicorn workers, saga workers); `saga_start` counts new sagas.
+listener in every process (Gunicorn workers, saga workers): calls, finished sagas, and the
+actions of sagas/engine/control.py (cancel, retry, pause, resume, skip) once committed;
+`saga_start` counts new sagas.
 """
 
 import logging
@@ -77,6 +79,8 @@ OPERATOR_ACTIONS = Counter(
     "resume, skip (a resume with `skip`).",
     ["action"],
 )
+# The engine's event of each action accepted from outside (sagas/engine/control.py).
+OPERATOR_ACTION_EVENTS = frozenset(("cancel", "retry", "pause", "resume", "skip"))
 WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed", "paused")
 
 
@@ -116,7 +120,7 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
 
 
 def record_operator_action(action: str) -> None:
-    """An action the API accepted: cancel, retry, pause, resume or skip."""
+    """An accepted action: cancel, retry, pause, resume or skip (a resume with `skip`)."""
     try:
         _child(OPERATOR_ACTIONS, action).inc()
     except Exception:
@@ -133,7 +137,8 @@ def record_api_request(*, method: str, status: int, duration_s: float) -> None:
 
 def saga_event_record(event: dict) -> None:
     """Engine event listener (sagas.engine.store.EVENT_LISTENERS): one call attempt
-    → participant calls and step duration; a terminal status → finished and saga duration."""
+    → participant calls and step duration; a terminal status → finished and saga duration;
+    an action accepted from outside (API or console, once committed) → operator actions."""
     kind = event.get("event")
     duration_s = (event.get("duration_ms") or 0.0) / 1000
     if kind == "call":
@@ -142,6 +147,8 @@ def saga_event_record(event: dict) -> None:
         )
     elif kind == "finished":
         record_saga_finished(status=event["status"], duration_s=duration_s)
+    elif kind in OPERATOR_ACTION_EVENTS:
+        record_operator_action(kind)
 
 
 def _safely(record) -> None:
