@@ -263,12 +263,13 @@ REASON_EXAMPLES = [
 ]
 
 
-def conflict_example(saga_status: str) -> OpenApiExample:
+def conflict_example(saga_status: str, detail: str) -> OpenApiExample:
+    """The 409 of an action refused while the saga is in `saga_status`."""
     return OpenApiExample(
         f"Refused while {saga_status}",
         value={
             "code": "conflict",
-            "detail": f"Saga is {saga_status}.",
+            "detail": detail,
             "status": saga_status,
             "request_id": REQUEST_ID,
         },
@@ -311,7 +312,7 @@ RESUME_EXAMPLES = [
         response_only=True,
         status_codes=["400"],
     ),
-    conflict_example("running"),
+    conflict_example("running", "Saga is running; only paused sagas can be resumed."),
 ]
 
 REJECTED = "HTTP 422: address not deliverable: 'Main St' has no house number"

@@ -331,7 +331,13 @@ class SagaActionView(GenericAPIView):
             **errors(400, 401, 404, 413, 415),
             409: error_response(CONFLICT_CANCEL),
         },
-        examples=REASON_EXAMPLES + [conflict_example("completed")],
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "completed",
+                "Saga is completed; only pending, running or paused sagas can be cancelled.",
+            ),
+        ],
         tags=["sagas"],
     )
 )
@@ -354,7 +360,12 @@ class SagaCancelView(SagaActionView):
             **errors(400, 401, 403, 404, 413, 415),
             409: error_response("The saga is not `failed`; `status` says what it is."),
         },
-        examples=REASON_EXAMPLES + [conflict_example("completed")],
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "completed", "Only failed sagas can be retried; this one is completed."
+            ),
+        ],
         tags=["sagas"],
     )
 )
@@ -382,7 +393,13 @@ class SagaRetryView(SagaActionView):
             **errors(400, 401, 403, 404, 413, 415),
             409: error_response(CONFLICT_PAUSE),
         },
-        examples=REASON_EXAMPLES + [conflict_example("compensating")],
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "compensating",
+                "Saga is compensating; only pending or running sagas can be paused.",
+            ),
+        ],
         tags=["sagas"],
     )
 )

@@ -75,8 +75,8 @@ API_LATENCY = Histogram(
 )
 OPERATOR_ACTIONS = Counter(
     "saga_operator_actions_total",
-    "Actions on sagas accepted through the API (202), by action: cancel, retry, pause, "
-    "resume, skip (a resume with `skip`).",
+    "Actions on sagas accepted (202) from the API or the console, by action: cancel, "
+    "retry, pause, resume, skip (a resume with `skip`).",
     ["action"],
 )
 # The engine's event of each action accepted from outside (sagas/engine/control.py).

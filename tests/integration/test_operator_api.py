@@ -110,9 +110,12 @@ def paused_saga(participants, worker, internal_api, client_api, saga_input=None)
 
 
 def post(api, saga_id: str, action: str, body=None):
+    """POST the action, with `body` as JSON text (escaped: a lone surrogate goes as
+    `\\ud800`, as a client would send it) or no body at all."""
+    url = f"/api/sagas/{saga_id}/{action}/"
     if body is None:
-        return api.post(f"/api/sagas/{saga_id}/{action}/")
-    return api.post(f"/api/sagas/{saga_id}/{action}/", body, format="json")
+        return api.post(url)
+    return api.post(url, data=json.dumps(body), content_type="application/json")
 
 
 def history(api, saga_id: str) -> list[dict]:
@@ -414,6 +417,7 @@ BAD_BODIES = [
     ({"skip": "yes"}, "skip"),
     ({"skip": {}}, "skip"),
     ({"skip": {"response": {}, "status": 200}}, "skip"),
+    ({"skip": {"response": "a\u0000b"}}, "skip"),
     ({"reason": 5}, "reason"),
     ({"reason": "x" * 501}, "reason"),
     ({"reason": "a\x00b"}, "reason"),
@@ -476,6 +480,8 @@ def bad_patches() -> list:
         pytest.param("1 Main St", id="a string"),
         pytest.param(7, id="a number"),
         pytest.param({"address": deep(20)}, id="too deep"),
+        pytest.param({"address": "1 Main\u0000St"}, id="NUL"),
+        pytest.param({"address": "\ud800"}, id="lone surrogate"),
     ]
 
 
