@@ -458,6 +458,7 @@ class SagaSerializer(serializers.ModelSerializer):
     input = JsonObjectField()
     steps = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    pause_requested = serializers.SerializerMethodField()
 
     class Meta:
         model = SagaInstance
@@ -470,6 +471,7 @@ class SagaSerializer(serializers.ModelSerializer):
             "steps",
             "error",
             "cancel_requested",
+            "pause_requested",
             "created_at",
             "started_at",
             "finished_at",
@@ -492,6 +494,20 @@ class SagaSerializer(serializers.ModelSerializer):
     @extend_schema_field(SagaErrorSerializer(allow_null=True))
     def get_error(self, saga: SagaInstance):
         return saga.error
+
+    @extend_schema_field(
+        serializers.BooleanField(
+            help_text=(
+                "A pause was accepted and waits for the call in flight: the saga becomes "
+                "`paused` at its next transition."
+            )
+        )
+    )
+    def get_pause_requested(self, saga: SagaInstance) -> bool:
+        # The engine keeps the request on the row until a resume (who paused, for the
+        # history): only a saga not yet paused is still waiting for it.
+        waiting = saga.status in (SagaStatus.PENDING, SagaStatus.RUNNING)
+        return waiting and saga.pause_request is not None
 
 
 @functools.cache

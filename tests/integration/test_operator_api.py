@@ -236,10 +236,12 @@ def test_pause_of_a_running_saga_takes_effect_at_its_next_transition(
 
     assert response.status_code == 202
     assert response.json()["status"] == "running"
+    assert response.json()["pause_requested"] is True
     assert pending.status_code == 409
     assert pending.json()["status"] == "running"
     paused = run_until(worker, saga_id, "paused")
     assert paused.steps[0]["status"] == "succeeded"  # the call in flight was recorded
+    assert client_api.get(f"/api/sagas/{saga_id}/").json()["pause_requested"] is False
     assert participants.received("POST", "/ship") == []
     assert post(internal_api, saga_id, "pause").status_code == 409  # already paused
     assert post(internal_api, saga_id, "resume").status_code == 202
