@@ -80,6 +80,30 @@ class SagaState:
         self.events.append(history_event(event, now, step, details=details or None))
 
 
+# The fields of SagaState a saga's row keeps (columns of the same names).
+PERSISTED = (
+    "status",
+    "phase",
+    "current_step",
+    "steps",
+    "error",
+    "cause",
+    "cancel_requested",
+    "deadline_at",
+    "next_attempt_at",
+    "started_at",
+    "finished_at",
+    "pause_request",
+    "paused_at",
+    "rewind_step",
+)
+
+
+def state_of(values) -> SagaState:
+    """A saga's state from its row's values (a mapping with the PERSISTED names)."""
+    return SagaState(**{name: values[name] for name in PERSISTED})
+
+
 def history_event(
     event: str,
     now: datetime,

@@ -6,33 +6,11 @@ import pytest
 from sagas.engine import control
 from sagas.engine.wakeup import wake_workers
 from sagas.models import WorkerHeartbeat
-from tests.e2e.workers import WorkerProcess
-from tests.participants import ParticipantServer, Reply
+from tests.participants import Reply
 from tests.saga_builders import attempts, call, definition_create, saga_create, saga_get, step
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-
-@pytest.fixture
-def participants():
-    server = ParticipantServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started = []
-
-    def start(**kwargs) -> WorkerProcess:
-        process = WorkerProcess(tmp_path, **kwargs)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
 
 
 def test_kill_9_right_after_a_resume_continues_with_the_same_generation_keys(participants, workers):
