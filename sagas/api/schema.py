@@ -247,9 +247,9 @@ RESUME_DESCRIPTION = (
     "compensates later.\n\n"
     "A step that runs again is a new request for its participant: its Idempotency-Key "
     "ends in `:n` for its n-th run (`<saga>:<step>:<action|compensation>:<n>`, n ≥ 2). "
-    "Except: a resume with no body of a step whose last attempt was uncertain, whose "
-    "request renders the same, reuses that attempt's key, so the participant can "
-    "deduplicate. The `reason` and the change asked for are recorded on the `resumed` "
+    "Except: a plain resume (no body, or only a `reason`) of a step whose last attempt "
+    "was uncertain, whose request renders the same, reuses that attempt's key, so the "
+    "participant can deduplicate. The `reason` and the change asked for are recorded on the `resumed` "
     "history event."
 )
 

@@ -637,8 +637,9 @@ class ResumeSerializer(StrictSerializer):
         max_length=100,
         required=False,
         help_text=(
-            "Rewind: compensate the steps from where the saga stopped back to this one "
-            "(reverse order), then run forward again from it. Not after the stopped step."
+            "Rewind: compensate the steps from where the saga stopped back to this one that "
+            "took or may have taken effect (reverse order), then run forward again from "
+            "it. Not after the stopped step."
         ),
     )
     input_patch = MergePatchField(
