@@ -249,8 +249,8 @@ RESUME_DESCRIPTION = (
     "ends in `:n` for its n-th run (`<saga>:<step>:<action|compensation>:<n>`, n ≥ 2). "
     "Except: a plain resume (no body, or only a `reason`) of a step whose last attempt "
     "was uncertain, whose request renders the same, reuses that attempt's key, so the "
-    "participant can deduplicate. The `reason` and the change asked for are recorded on the `resumed` "
-    "history event."
+    "participant can deduplicate. The `reason` and the change asked for are recorded "
+    "on the `resumed` history event."
 )
 
 REASON_EXAMPLES = [
