@@ -16,7 +16,12 @@ from tests.gunicorn_process import gunicorn_start
 from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-ORDER = {"order_id": "W-1", "items": [{"sku": "lamp", "qty": 1}], "amount": 30}
+ORDER = {
+    "order_id": "W-1",
+    "items": [{"sku": "lamp", "qty": 1}],
+    "amount": 30,
+    "address": "1 Main St",
+}
 
 
 def _up(port: int) -> bool:
