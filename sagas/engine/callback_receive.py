@@ -73,7 +73,7 @@ def step_callback(
             )
             _record(saga, record, now)
     # Refusals write nothing; each answer is one `SAGA callback` line and one count.
-    _emit(saga, step, outcome if verdict.kind == RECORD else verdict.kind)
+    _emit(saga, state, outcome if verdict.kind == RECORD else verdict.kind)
     if verdict.kind == FORBIDDEN:
         raise Forbidden(verdict.reason)
     if verdict.kind == CONFLICT:
@@ -100,7 +100,7 @@ def _record(saga: SagaInstance, record: dict, now) -> None:
     saga_update(saga, fields)
 
 
-def _emit(saga: SagaInstance, step: str, outcome: str) -> None:
+def _emit(saga: SagaInstance, step: dict, outcome: str) -> None:
     """One `SAGA callback` line (never the token), counted by outcome in the metrics."""
     event_emit(
         {
@@ -108,9 +108,9 @@ def _emit(saga: SagaInstance, step: str, outcome: str) -> None:
             "saga_id": str(saga.id),
             "definition": saga.definition_name,
             "status": str(saga.status),
-            "step": step,
+            "step": step["name"],
             "phase": "action",
-            "attempt": None,
+            "attempt": step.get("attempts"),
             "outcome": outcome,
             "duration_ms": None,
             "error": None,
