@@ -76,6 +76,13 @@ class SagaDefinition(models.Model):
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True, default="")
     timeout_seconds = models.FloatField()
+    # The definition's own default for its steps (each step also carries its effective one).
+    on_failure = models.CharField(
+        max_length=20,
+        choices=OnFailure.choices,
+        default=OnFailure.COMPENSATE,
+        db_default="compensate",
+    )
     steps = models.JSONField()
     # sha256 of the canonical normalised content: "identical to the latest version".
     content_hash = models.CharField(max_length=64)

@@ -18,7 +18,7 @@ from sagas.engine.control import SYSTEM, Actor
 from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
-from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
+from sagas.models import OnFailure, Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
 from sagas.observability.metrics import record_saga_started
 
 logger = logging.getLogger("sagas.api")
@@ -33,7 +33,7 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
     Returns (definition, created). When `data` equals the latest version, that version is
     returned and nothing is written.
     """
-    digest = content_hash(data)
+    digest = content_hash(_hashed_form(data))
     for _ in range(VERSION_RACE_RETRIES):
         latest = selectors.definition_get(name=data["name"])
         if latest is not None and latest.content_hash == digest:
@@ -45,6 +45,7 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
                     version=latest.version + 1 if latest else 1,
                     description=data["description"],
                     timeout_seconds=data["timeout_seconds"],
+                    on_failure=data["on_failure"],
                     steps=data["steps"],
                     content_hash=digest,
                 )
@@ -60,6 +61,19 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
         )
         return definition, True
     raise Conflict("The definition is being changed concurrently; try again.")
+
+
+def _hashed_form(data: dict) -> dict:
+    """What "the same definition" compares: the normalised data without the default
+    `on_failure`, so that a definition stored before that option existed is still the
+    same when posted again unchanged."""
+
+    def without_default(values: dict) -> dict:
+        if values.get("on_failure") == OnFailure.COMPENSATE:
+            return {key: value for key, value in values.items() if key != "on_failure"}
+        return values
+
+    return without_default(data) | {"steps": [without_default(s) for s in data["steps"]]}
 
 
 def saga_start(

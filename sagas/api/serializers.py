@@ -389,6 +389,9 @@ class DefinitionOutSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     description = serializers.CharField()
     timeout_seconds = serializers.FloatField()
+    on_failure = serializers.ChoiceField(
+        choices=ON_FAILURE, help_text="The definition's default; each step shows its own."
+    )
     steps = NormalisedStepsField(help_text="Normalised steps (every default filled in).")
     created_at = serializers.DateTimeField()
 
