@@ -16,4 +16,10 @@ urlpatterns = [
     path("sagas/<uuid:saga_id>/logs/", views.SagaLogsView.as_view(), name="saga-logs"),
     path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
     path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
+    path("events/", views.EventListView.as_view(), name="event-list"),
+    path(
+        "events/<uuid:event_id>/redeliver/",
+        views.EventRedeliverView.as_view(),
+        name="event-redeliver",
+    ),
 ]

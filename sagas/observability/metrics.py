@@ -62,6 +62,11 @@ STEP_DURATION = Histogram(
     ["phase"],
     buckets=CALL_BUCKETS,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "saga_webhook_deliveries_total",
+    "Webhook deliveries by outcome: delivered, retry (failed, tried again later), dead.",
+    ["outcome"],
+)
 API_REQUESTS = Counter(
     "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
 )
@@ -109,6 +114,14 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
         logger.warning("metric not recorded", exc_info=True)
 
 
+def record_webhook_delivery(*, outcome: str) -> None:
+    """One webhook delivery: outcome delivered|retry|dead."""
+    try:
+        _child(WEBHOOK_DELIVERIES, outcome).inc()
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
+
+
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
     try:
         _child(API_REQUESTS, method, str(status)).inc()
@@ -119,7 +132,8 @@ def record_api_request(*, method: str, status: int, duration_s: float) -> None:
 
 def saga_event_record(event: dict) -> None:
     """Engine event listener (sagas.engine.store.EVENT_LISTENERS): one call attempt
-    → participant calls and step duration; a terminal status → finished and saga duration."""
+    → participant calls and step duration; a terminal status → finished and saga duration;
+    a webhook delivery → deliveries by outcome."""
     kind = event.get("event")
     duration_s = (event.get("duration_ms") or 0.0) / 1000
     if kind == "call":
@@ -128,6 +142,8 @@ def saga_event_record(event: dict) -> None:
         )
     elif kind == "finished":
         record_saga_finished(status=event["status"], duration_s=duration_s)
+    elif kind == "webhook":
+        record_webhook_delivery(outcome=event["outcome"])
 
 
 def _safely(record) -> None:
