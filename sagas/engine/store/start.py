@@ -61,7 +61,7 @@ WITH definition AS (
 ), webhook AS (
     INSERT INTO {OUTBOX} (saga_id, event_id, type, url, payload, status, attempts,
         next_attempt_at, created_at)
-    SELECT saga.id, %(webhook_id)s::uuid, %(webhook_type)s, definition.notify ->> 'url',
+    SELECT saga.id, %(webhook_id)s::uuid, %(webhook_type)s::text, definition.notify ->> 'url',
         jsonb_set(%(webhook)s::jsonb, '{{definition_version}}', to_jsonb(definition.version)),
         'pending', 0, %(now)s::timestamptz, %(now)s::timestamptz
     FROM saga, definition
