@@ -291,6 +291,8 @@ class NotifySerializer(StrictSerializer):
     )
 
     def validate_url(self, value: str) -> str:
+        if "${" in value:
+            raise serializers.ValidationError("Must not hold placeholders: it is not templated.")
         problem = hosts.url_problem(value, settings.SAGA_ALLOWED_HOSTS)
         if problem:
             raise serializers.ValidationError(f"URL {problem}.")

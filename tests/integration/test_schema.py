@@ -15,6 +15,8 @@ API_OPERATIONS = {
     ("/api/sagas/{saga_id}/cancel/", "post"),
     ("/api/sagas/{saga_id}/retry/", "post"),
     ("/api/sagas/status/", "get"),
+    ("/api/events/", "get"),
+    ("/api/events/{event_id}/redeliver/", "post"),
     ("/health/", "get"),
     ("/health/detailed/", "get"),
 }

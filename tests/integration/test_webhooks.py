@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from sagas.engine import control
 from sagas.engine.delivery import Delivery
@@ -161,6 +162,7 @@ def test_a_receiver_failing_three_times_gets_it_on_the_fourth_try(
     saga = saga_create(notified_definition(participants, receiver.url(HOOK), ["saga.completed"]))
     drive(worker, saga)
 
+    before = {outcome: deliveries(outcome) for outcome in ("retry", "delivered")}
     with caplog.at_level(logging.INFO, logger="sagas.engine"):
         deadline = time.monotonic() + 10
         while WebhookEvent.objects.get().status != "delivered" and time.monotonic() < deadline:
@@ -176,6 +178,15 @@ def test_a_receiver_failing_three_times_gets_it_on_the_fourth_try(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SAGA webhook")]
     assert [line.split()[-2] for line in lines] == ["retry", "retry", "retry", "delivered"]
     assert all(f"saga.completed notified {saga.id}" in line for line in lines)
+    assert deliveries("retry") - before["retry"] == 3
+    assert deliveries("delivered") - before["delivered"] == 1
+
+
+def deliveries(outcome: str) -> float:
+    """This process's saga_webhook_deliveries_total{outcome} (no multiprocess directory in
+    these tests; the e2e tests read the shared files)."""
+    value = REGISTRY.get_sample_value("saga_webhook_deliveries_total", {"outcome": outcome})
+    return value or 0.0
 
 
 def test_a_later_event_waits_for_the_earlier_one_but_not_for_a_dead_one(
