@@ -11,9 +11,10 @@ writes the change they report, then claimed and settled by the delivery loop
 
 Order per saga: only a saga's oldest `pending` event may be claimed, so a later one waits
 until the earlier one is delivered or dead. On PostgreSQL the claim skips rows another
-worker has locked (FOR UPDATE SKIP LOCKED); on SQLite, one writer at a time, the claim is
-one UPDATE whose WHERE re-checks the row (a compare-and-set). A claim is a lease: a worker
-killed mid-delivery leaves an event another worker delivers once the lease expired.
+worker has locked (FOR UPDATE SKIP LOCKED); on SQLite, one writer at a time, a candidate is
+read, then claimed by an UPDATE whose WHERE re-checks the row (a compare-and-set). A claim
+is a lease: a worker killed mid-delivery leaves an event another worker delivers once the
+lease expired.
 """
 
 # ruff: noqa: S608
@@ -107,30 +108,53 @@ def outbox_insert(saga_id, rows: list[dict], now: datetime) -> None:
 CLAIMED = ("id", "event_id", "saga_id", "type", "url", "payload", "attempts")
 
 
-def _claim_sql() -> str:
+def _due(alias: str = "") -> str:
+    """Pending, due and not leased (a lease that expired is no lease)."""
     now = dialect.now_sql()
+    return (
+        f"{alias}status = 'pending' AND {alias}next_attempt_at <= {now}"
+        f" AND ({alias}lease_expires_at IS NULL OR {alias}lease_expires_at <= {now})"
+    )
+
+
+def _candidate_sql() -> str:
+    """The most overdue deliverable event: due, unleased, its saga's oldest pending one."""
+    return (
+        f"SELECT o.id FROM {OUTBOX} o WHERE {_due('o.')}"
+        f" AND NOT EXISTS (SELECT 1 FROM {OUTBOX} e WHERE e.saga_id = o.saga_id"
+        " AND e.status = 'pending' AND e.id < o.id)"
+        f" ORDER BY o.next_attempt_at, o.id LIMIT 1 {dialect.skip_locked()}"
+    )
+
+
+def _claim_sql(target: str) -> str:
+    # The WHERE re-checks the row itself: where nothing is locked (SQLite) this is the
+    # compare-and-set that makes one claim win.
     return (
         f"UPDATE {OUTBOX} SET lease_token = {dialect.cast('token', 'uuid')},"
         f" lease_expires_at = {dialect.later_sql('lease_seconds')}, attempts = attempts + 1"
-        f" WHERE id = (SELECT o.id FROM {OUTBOX} o"
-        f" WHERE o.status = 'pending' AND o.next_attempt_at <= {now}"
-        f" AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= {now})"
-        f" AND NOT EXISTS (SELECT 1 FROM {OUTBOX} e WHERE e.saga_id = o.saga_id"
-        " AND e.status = 'pending' AND e.id < o.id)"
-        f" ORDER BY o.next_attempt_at, o.id LIMIT 1 {dialect.skip_locked()})"
-        # Re-checked on the row itself (a compare-and-set where nothing is locked: SQLite).
-        f" AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= {now})"
+        f" WHERE id = {target} AND {_due()}"
         f" RETURNING {', '.join(CLAIMED)}"
     )
 
 
 def outbox_claim(*, now: datetime, lease_seconds: float) -> WebhookClaim | None:
     """Lease the most overdue deliverable event (the oldest pending one of its saga), its
-    attempt counted; None when none is due. `now`: the worker's clock, SQLite only."""
+    attempt counted; None when none is due. `now`: the worker's clock, SQLite only.
+
+    PostgreSQL: one UPDATE of the row its subquery picks, skipping rows another worker
+    has locked. SQLite: the candidate read first (an idle poll writes nothing), then the
+    UPDATE, which checks again that it is still due and unleased."""
     token = uuid.uuid4()
     params = {"token": dialect.adapt(WebhookEvent, "lease_token", token)}
     params |= dialect.clock_params(now, lease_seconds=lease_seconds)
-    rows = dialect.execute(_claim_sql(), params)
+    if dialect.is_postgresql():
+        rows = dialect.execute(_claim_sql(f"({_candidate_sql()})"), params)
+    else:
+        candidate = dialect.execute(_candidate_sql(), params)
+        if not candidate:
+            return None
+        rows = dialect.execute(_claim_sql("%(candidate)s"), params | {"candidate": candidate[0][0]})
     if not rows:
         return None
     values = dialect.row_values(WebhookEvent, CLAIMED, rows[0])
