@@ -3,6 +3,7 @@ saga worker processes to a receiver server in the test, kill -9 between the chan
 delivery, and the delivery counter in the Prometheus multiprocess files."""
 
 import collections
+import functools
 
 import pytest
 import requests
@@ -11,9 +12,8 @@ from django.conf import settings
 from sagas.engine.wakeup import wake_workers
 from sagas.models import SagaInstance, WebhookEvent
 from tests.e2e.test_metrics_multiprocess import samples
-from tests.e2e.workers import WorkerProcess
 from tests.gunicorn_process import gunicorn_start
-from tests.participants import Held, ParticipantServer, Reply
+from tests.participants import Held, Reply
 from tests.saga_builders import reserve_and_charge, saga_create
 from tests.support import wait_until
 from tests.webhooks import HOOK, SECRET, hooks, notified_definition, readme_verify, types_of
@@ -25,25 +25,9 @@ COMPLETED = ["saga.started", "step.succeeded", "step.succeeded", "saga.completed
 
 
 @pytest.fixture
-def servers():
-    participants, receiver = ParticipantServer(), ParticipantServer()
-    yield participants, receiver
-    participants.close()
-    receiver.close()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started = []
-
-    def start(**env) -> WorkerProcess:
-        process = WorkerProcess(tmp_path, SAGA_WEBHOOK_SECRET=SECRET, **env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
+def hook_workers(workers):
+    """Worker processes that may sign webhooks."""
+    return functools.partial(workers, SAGA_WEBHOOK_SECRET=SECRET)
 
 
 def post(server, path: str, body: dict, key: str) -> requests.Response:
@@ -56,9 +40,8 @@ def delivered_count() -> int:
 
 
 def test_two_workers_deliver_each_sagas_events_in_order_once_signed_and_counted(
-    tmp_path, servers, workers
+    tmp_path, participants, receiver, hook_workers
 ):
-    participants, receiver = servers
     metrics_dir = str(tmp_path / "prometheus")
     env = {"SAGA_WEBHOOK_SECRET": SECRET, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     server = gunicorn_start(tmp_path, workers=2, **env)
@@ -67,8 +50,8 @@ def test_two_workers_deliver_each_sagas_events_in_order_once_signed_and_counted(
         definition["notify"] = {"url": receiver.url(HOOK)}
         created = post(server, "/api/saga-definitions/", definition, settings.INTERNAL_API_KEY)
         assert created.status_code == 201, created.text
-        workers(concurrency=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
-        workers(concurrency=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        hook_workers(concurrency=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        hook_workers(concurrency=2, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
         ids = []
         for n in range(SAGAS):
             body = {"definition": "hooked", "input": {"n": n}}
@@ -96,12 +79,13 @@ def test_two_workers_deliver_each_sagas_events_in_order_once_signed_and_counted(
 
 # On SQLite too (`make run` runs its worker as a process beside the API).
 @pytest.mark.sqlite
-def test_kill_9_between_the_change_and_its_delivery_still_delivers(servers, workers):
-    participants, receiver = servers
+def test_kill_9_between_the_change_and_its_delivery_still_delivers(
+    participants, receiver, hook_workers
+):
     held = Held(Reply(200, {}), timeout=30)
     receiver.script("POST", HOOK, held, Reply(200, {}))
     definition = notified_definition(participants, receiver.url(HOOK), ["saga.completed"])
-    doomed = workers(concurrency=1, SAGA_LEASE_SECONDS=2)
+    doomed = hook_workers(concurrency=1, SAGA_LEASE_SECONDS=2)
     saga = saga_create(definition)
     wake_workers()
     # The saga completed and its event is being delivered: the change is committed, the
@@ -112,7 +96,7 @@ def test_kill_9_between_the_change_and_its_delivery_still_delivers(servers, work
     held.release()
     assert WebhookEvent.objects.get().status == "pending"
 
-    workers(concurrency=1, SAGA_LEASE_SECONDS=2)
+    hook_workers(concurrency=1, SAGA_LEASE_SECONDS=2)
     wait_until(lambda: delivered_count() == 1, timeout=30, interval=0.1)
     first, again = hooks(receiver)  # at least once: the cut delivery, then the next worker's
     assert first.header("X-Saga-Event-Id") == again.header("X-Saga-Event-Id")

@@ -33,13 +33,6 @@ def webhook_settings(settings):
 
 
 @pytest.fixture
-def receiver():
-    server = ParticipantServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def delivery():
     return Delivery(lease_seconds=10, poll_seconds=0.05)
 
