@@ -270,6 +270,8 @@ def _history_write(saga: SagaInstance, events: list[dict]) -> None:
     """The history rows of a change, and the webhook events they cause (DESIGN §9.5), in
     the caller's transaction."""
     history_insert(saga.id, events)
+    if not events:
+        return
     notify = SagaDefinition.objects.filter(id=saga.definition_id).values_list("notify")
     notify = Notify.of(notify.first()[0])
     if notify is None:
