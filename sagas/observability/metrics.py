@@ -67,6 +67,10 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook deliveries by outcome: delivered, retry (failed, tried again later), dead.",
     ["outcome"],
 )
+# Every outcome is served from the start (at 0), so a rate over it is 0 rather than no data
+# until the first delivery, and an alert on `dead` can be written against a known series.
+for _outcome in ("delivered", "retry", "dead"):
+    WEBHOOK_DELIVERIES.labels(_outcome)
 API_REQUESTS = Counter(
     "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
 )
