@@ -87,6 +87,8 @@ def test_the_signature_is_hmac_sha256_of_time_dot_body_and_the_readme_checks_it(
     assert not verify("s3cret", header, raw)  # valid, but 2026-01-05 is too old by now
     assert verify("s3cret", header, raw, tolerance=10**10)
     assert not verify("s3cret", header, raw + b" ", tolerance=10**10)
+    for malformed in ("", "v1=abc", "t=soon,v1=abc", f"t=1767607201,v2={expected}"):
+        assert not verify("s3cret", malformed, raw, tolerance=10**10), malformed
 
 
 def test_delays_double_from_the_base_up_to_an_hour():
