@@ -186,7 +186,7 @@ def test_a_later_event_waits_for_the_earlier_one_but_not_for_a_dead_one(
     participants, receiver, worker, delivery, webhook_settings, client_api
 ):
     webhook_settings.SAGA_WEBHOOK_MAX_ATTEMPTS = 2
-    webhook_settings.SAGA_WEBHOOK_RETRY_DELAY = 0.3
+    webhook_settings.SAGA_WEBHOOK_RETRY_DELAY = 1.0  # ample: the next tick comes sooner
 
     def refuse_the_start(request):
         return Reply(500) if request.body["type"] == "saga.started" else Reply(204)
@@ -196,10 +196,10 @@ def test_a_later_event_waits_for_the_earlier_one_but_not_for_a_dead_one(
     saga = SagaInstance.objects.get(id=start(client_api))
     drive(worker, saga)
 
-    assert delivery.tick()  # the first event: refused, due again in 0.3 s
+    assert delivery.tick()  # the first event: refused, due again in 1 s
     assert not delivery.tick()  # the later ones wait behind it
     assert types_of(hooks(receiver)) == ["saga.started"]
-    time.sleep(0.35)
+    time.sleep(1.05)
     deliver_all(delivery)  # refused again: dead, and the later ones go on, in order
 
     expected = ["saga.started", "saga.started", "step.succeeded", "step.succeeded"]
