@@ -87,7 +87,7 @@ def test_a_sagas_events_arrive_in_order_once_each_signed(
     assert len({r.body["id"] for r in received}) == 4
     assert [r.body["status"] for r in received] == ["pending", "running", "completed", "completed"]
     assert [r.body["data"].get("step") for r in received[1:3]] == ["reserve", "charge"]
-    assert received[1].body["data"] | {} == {
+    assert received[1].body["data"] == {
         "step": "reserve",
         "phase": "action",
         "run": 1,
