@@ -1,4 +1,4 @@
-"""Writes of the REST API: store a definition version, start a saga.
+"""Writes of the REST API: store a definition version, start a saga, redeliver a webhook.
 
 (Cancel and retry live in `sagas.engine.control`: they change engine state.)
 """
@@ -15,10 +15,19 @@ from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import store
 from sagas.engine.control import SYSTEM, Actor
+from sagas.engine.store.outbox import outbox_redeliver
 from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
-from sagas.models import OnFailure, Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
+from sagas.models import (
+    OnFailure,
+    Phase,
+    SagaDefinition,
+    SagaInstance,
+    SagaStatus,
+    StepStatus,
+    WebhookEvent,
+)
 from sagas.observability.metrics import record_saga_started
 
 logger = logging.getLogger("sagas.api")
@@ -47,6 +56,7 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
                     timeout_seconds=data["timeout_seconds"],
                     on_failure=data["on_failure"],
                     steps=data["steps"],
+                    notify=data.get("notify"),
                     content_hash=digest,
                 )
         except IntegrityError:
@@ -201,3 +211,19 @@ def _log_started(saga: SagaInstance, trace: TraceContext) -> None:
             "trace_id": trace.trace_id,
         },
     )
+
+
+def webhook_redeliver(*, event_id) -> WebhookEvent:
+    """A dead or delivered webhook event pending again, due now, with a fresh attempt
+    budget. Conflict (409) when it is pending already; DoesNotExist (404) when unknown."""
+    event = outbox_redeliver(event_id=event_id, now=timezone.now())
+    if event is not None:
+        logger.info(
+            "webhook redelivery requested",
+            extra={"event": "webhook_redeliver", "webhook_id": str(event_id)},
+        )
+        return event
+    current = WebhookEvent.objects.filter(event_id=event_id).values_list("status").first()
+    if current is None:
+        raise WebhookEvent.DoesNotExist(event_id)
+    raise Conflict(f"The event is {current[0]}: only dead or delivered events are redelivered.")
