@@ -159,7 +159,8 @@ def test_configuration_is_one_table_and_no_other_page_repeats_its_rows():
 
 def test_readme_is_the_short_front_door():
     lines = (ROOT / "README.md").read_text().splitlines()
-    assert len(lines) <= 300
+    # 300 until issue 11, whose webhooks section must show the event and a receiver.
+    assert len(lines) <= 335
     text = "\n".join(lines)
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{page.name})" in text, f"README.md does not lead to {page.name}"

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sagas", "0008_operator_repair"),
+        ("sagas", "0010_webhook_outbox"),
     ]
 
     operations = [
