@@ -115,6 +115,7 @@ def test_the_callback_endpoint_is_documented_open_with_its_answers_and_examples(
 
 
 @pytest.mark.django_db
+@override_settings(SAGA_WEBHOOK_SECRET="a-webhook-secret-for-the-examples")
 def test_every_documented_definition_example_is_accepted(schema, internal_api):
     create = schema["paths"]["/api/saga-definitions/"]["post"]
     examples = create["requestBody"]["content"]["application/json"]["examples"]
