@@ -1,0 +1,27 @@
+"""The one read the API has no counterpart for: the last hour's starts and finishes,
+minute by minute, for the status page's charts (the figures themselves are
+sagas.selectors.saga_stats())."""
+
+from datetime import datetime, timedelta
+
+from sagas.models import TERMINAL_STATUSES, SagaInstance
+
+HOUR = timedelta(hours=1)
+
+
+def sagas_started_since(*, since: datetime) -> list[datetime]:
+    """Creation times of the sagas created since `since` (the created_at index)."""
+    return list(
+        SagaInstance.objects.filter(created_at__gte=since)
+        .values_list("created_at", flat=True)
+        .iterator()
+    )
+
+
+def sagas_finished_since(*, since: datetime) -> list[tuple[datetime, datetime]]:
+    """(created_at, finished_at) of the sagas finished since `since` (the finished_at index)."""
+    return list(
+        SagaInstance.objects.filter(finished_at__gte=since, status__in=TERMINAL_STATUSES)
+        .values_list("created_at", "finished_at")
+        .iterator()
+    )
