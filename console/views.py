@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from console import actions, listing, presenters, session
@@ -38,6 +39,7 @@ def render(request, template: str, context: dict, status: int = 200):
 def signed_in(view):
     """Signed-out requests go to the sign-in page, which brings them back afterwards."""
 
+    @csrf_protect
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         if not session.signed_in(request):
@@ -65,6 +67,7 @@ def csrf_failure(request, reason: str = ""):
 # --- Sign in and out ---------------------------------------------------------------------
 
 
+@csrf_protect
 def sign_in(request):
     form = SignInForm(request.POST or None)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
@@ -84,6 +87,7 @@ def _safe_next(request, next_url: str) -> str:
     return next_url if allowed else reverse("console:sagas")
 
 
+@csrf_protect
 def sign_out(request):
     if request.method == "POST":
         session.sign_out(request)

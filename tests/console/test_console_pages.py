@@ -367,3 +367,12 @@ def test_no_page_carries_a_key(checkout):
             response = client.get(path)
             assert response.status_code == 200, path
             assert no_key_in(response), path
+
+
+def test_the_api_and_its_docs_set_no_cookie_and_store_no_session(client_api):
+    from django.contrib.sessions.models import Session
+
+    for response in (client_api.get("/api/sagas/"), browser().get("/api/docs/")):
+        assert response.status_code == 200
+        assert not response.cookies
+    assert not Session.objects.exists()
