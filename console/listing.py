@@ -83,6 +83,8 @@ def page_read(query) -> Page:
     page.counts = _counts(everything)
     page.total = sum(entry["count"] for entry in page.counts)
     listed = everything.filter(status=status) if status else everything
+    # The row's big JSON columns are not shown: 50 rows stay small however large the input.
+    listed = listed.defer("input", "steps", "cause", "request_fingerprint", "traceparent")
     _fill(page, listed, cursors.get("before"), cursors.get("after"))
     return page
 
