@@ -1,6 +1,8 @@
 """The console's actions go through the API's services (sagas.engine.control), with the
 signed-in session as the actor (its role and key_id) and the operator's reason."""
 
+import inspect
+
 from sagas.engine import control
 
 CALLS = {
@@ -19,4 +21,12 @@ def available(action: str) -> bool:
 def saga_act(*, action: str, saga_id, actor: control.Actor, reason: str, options: dict):
     """Run `action` on the saga; raises the service's Conflict (409) or Invalid (400)."""
     call = CALLS[action]
-    return call(saga_id=saga_id, actor=actor, reason=reason or None, **options)
+    arguments = {"saga_id": saga_id, "actor": actor, "reason": reason or None, **options}
+    return call(**_accepted(call, arguments))
+
+
+def _accepted(call, arguments: dict) -> dict:
+    # Until the engine records actors and reasons (DESIGN §9.2), cancel and retry take
+    # only the saga id: what they do not take is left out rather than refused.
+    parameters = inspect.signature(call).parameters
+    return {name: value for name, value in arguments.items() if name in parameters}
