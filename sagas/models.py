@@ -18,6 +18,8 @@ class SagaStatus(models.TextChoices):
     COMPENSATED = "compensated"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    # Waiting for an operator (DESIGN §9.2): not terminal, never claimed, resumed by hand.
+    PAUSED = "paused"
 
 
 TERMINAL_STATUSES = (
@@ -45,6 +47,13 @@ class ErrorCode(models.TextChoices):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     COMPENSATION_FAILED = "compensation_failed"
+
+
+class OnFailure(models.TextChoices):
+    """What a step's final failure does (definition or step option `on_failure`)."""
+
+    COMPENSATE = "compensate"
+    PAUSE = "pause"
 
 
 class Phase(models.TextChoices):
@@ -109,6 +118,15 @@ class SagaInstance(models.Model):
     current_step = models.IntegerField(default=0)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.ACTION)
     cancel_requested = models.BooleanField(default=False)
+    # An accepted pause the worker holding the saga has yet to apply: who asked and why
+    # ({"actor", "key_id", "reason"}), for the `paused` history event. Null otherwise;
+    # cleared by resume. Fences the worker's writes like `cancel_requested`.
+    pause_request = models.JSONField(null=True, blank=True)
+    # When it was paused: the deadline moves on by the paused time at resume.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # A resume `from_step` rewinding: the index compensation walks back to before the saga
+    # runs forward again from it (null when not rewinding).
+    rewind_step = models.IntegerField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     # Lease: the worker holding `lease_token` until `lease_expires_at` is the only writer.
@@ -175,6 +193,8 @@ class SagaAttempt(models.Model):
     step_index = models.IntegerField()
     phase = models.CharField(max_length=20, choices=Phase.choices)
     attempt = models.PositiveIntegerField()
+    # The step's run (1 for its first; each resume that starts the step again adds one).
+    run = models.PositiveIntegerField(default=1, db_default=1)
     method = models.CharField(max_length=10)
     url = models.TextField()
     status_code = models.IntegerField(null=True, blank=True)
@@ -193,6 +213,24 @@ class SagaAttempt(models.Model):
 
     class Meta:
         # GET /api/sagas/{id}/logs/: WHERE saga_id = … ORDER BY id (the FK index serves it).
+        ordering = ["id"]
+
+
+class SagaEvent(models.Model):
+    """One entry of a saga's history (DESIGN §9.2), written in the same transaction as the
+    change it describes: system events and operator actions, in order (append-only)."""
+
+    saga = models.ForeignKey(SagaInstance, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    event = models.CharField(max_length=32)
+    step = models.CharField(max_length=100, null=True, blank=True)
+    actor = models.CharField(max_length=16)  # system | client | internal
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    details = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        # GET /api/sagas/{id}/history/: WHERE saga_id = … ORDER BY id (the FK index).
         ordering = ["id"]
 
 

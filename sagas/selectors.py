@@ -12,6 +12,7 @@ from sagas.models import (
     TERMINAL_STATUSES,
     SagaAttempt,
     SagaDefinition,
+    SagaEvent,
     SagaInstance,
     SagaStatus,
 )
@@ -93,6 +94,13 @@ def saga_attempt_list(*, saga_id) -> list[SagaAttempt]:
     return rows
 
 
+def saga_history(*, saga_id) -> list[dict]:
+    """The saga's lifecycle in order (DESIGN §9.2): `at`, `event`, `step`, `actor`,
+    `key_id`, `reason`, `details`."""
+    fields = ("at", "event", "step", "actor", "key_id", "reason", "details")
+    return list(SagaEvent.objects.filter(saga_id=saga_id).order_by("id").values(*fields))
+
+
 def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
     for index, step in enumerate(saga["steps"]):
         mark = step.get("in_flight")
@@ -104,6 +112,7 @@ def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
                 step_index=index,
                 phase=mark["phase"],
                 attempt=mark["attempt"],
+                run=mark.get("run", 1),
                 method=mark["method"],
                 url=mark["url"],
                 started_at=parse_datetime(mark["started_at"]),
@@ -118,7 +127,7 @@ def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
 def _same_call(row: SagaAttempt, call: SagaAttempt) -> bool:
     # The attempt number alone is not enough: a call re-sent after an interruption keeps
     # it, while the interrupted row keeps its own start.
-    key = ("step_index", "phase", "attempt", "started_at")
+    key = ("step_index", "phase", "run", "attempt", "started_at")
     return all(getattr(row, name) == getattr(call, name) for name in key)
 
 

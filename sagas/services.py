@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import store
+from sagas.engine.control import SYSTEM, Actor
 from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
@@ -69,6 +70,7 @@ def saga_start(
     idempotency_key: str | None,
     request_id: str | None = None,
     trace: TraceContext | None = None,
+    actor: Actor = SYSTEM,
 ) -> tuple[SagaInstance, bool]:
     """Start a saga of `definition` (latest version unless `version`).
 
@@ -77,6 +79,7 @@ def saga_start(
     `request_id` (default: the current request's) travels with the saga: every participant
     call sends it as X-Request-ID and the saga's log lines carry it. So does `trace`
     (default: a new one): each call's `traceparent` and `tracestate`, `trace_id` in the logs.
+    `actor`: who started it, for its history's `started` event.
     """
     request_id = request_id or current_request_id()
     trace = trace or trace_new()
@@ -85,7 +88,7 @@ def saga_start(
     # failed statement and a look-up, a first use no look-up at all.
     try:
         saga = _saga_insert(
-            definition, version, saga_input, idempotency_key, fingerprint, request_id, trace
+            definition, version, saga_input, idempotency_key, fingerprint, request_id, trace, actor
         )
     except (IntegrityError, ValidationError):
         # IntegrityError: the key is taken, by an earlier start or a concurrent one that
@@ -108,6 +111,7 @@ def _saga_insert(
     fingerprint: str,
     request_id: str,
     trace: TraceContext,
+    actor: Actor,
 ) -> SagaInstance:
     """Commit the new saga and wake the workers (DESIGN §5: a 202 means committed)."""
     if version is not None and not selectors.version_in_range(version):
@@ -128,6 +132,8 @@ def _saga_insert(
         "request_id": request_id,
         "traceparent": trace.traceparent,
         "tracestate": trace.state,
+        "actor": actor.role,
+        "key_id": actor.key_id,
     }
     saga = store.saga_insert(params=params)
     if saga is None:

@@ -185,6 +185,7 @@ class SagaListCreateView(GenericAPIView):
             trace=trace_incoming(
                 request.headers.get("traceparent"), request.headers.get("tracestate")
             ),
+            actor=control.Actor(request.user.role, request.user.key_id),
         )
         body = saga_representation(saga)
         if not created:

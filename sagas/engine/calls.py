@@ -1,11 +1,13 @@
 """The HTTP request of a call, from its definition and the saga's data. Pure.
 
 Headers on every call: Content-Type, an Idempotency-Key that is the same on every retry of
-the call (`<saga id>:<step>:<action|compensation>`), X-Saga-Id, X-Saga-Step, X-Request-ID,
+the call (`<saga id>:<step>:<action|compensation>`, plus `:<n>` from a step's n-th run on,
+DESIGN §9.2), X-Saga-Id, X-Saga-Step, X-Request-ID,
 and the saga's W3C trace: `traceparent` (a new parent id per call) and `tracestate` when
 the saga has one.
 """
 
+import hashlib
 import json
 
 from sagas.engine.headers import header_reserved_problem
@@ -15,7 +17,7 @@ from sagas.engine.participants import ParticipantRequest
 from sagas.engine.plan import SagaPlan
 from sagas.engine.templates import TemplateError, context_for, render, render_headers
 from sagas.engine.trace_context import TraceContext, call_traceparent
-from sagas.engine.transitions import Call
+from sagas.engine.transitions import Call, key_run
 from sagas.models import Phase
 
 OWN_HEADERS = (
@@ -29,8 +31,17 @@ OWN_HEADERS = (
 )
 
 
-def idempotency_key(saga_id: str, step: str, phase: str) -> str:
-    return f"{saga_id}:{step}:{phase}"
+def idempotency_key(saga_id: str, step: str, phase: str, run: int = 1) -> str:
+    key = f"{saga_id}:{step}:{phase}"
+    return key if run < 2 else f"{key}:{run}"
+
+
+def request_fingerprint(method: str, url: str, headers: dict, body: bytes | None) -> str:
+    """What makes two requests of a step the same request: method, URL, the definition's
+    own headers and the body (not the per-call headers this module adds)."""
+    own = sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in OWN_HEADERS)
+    parts = json.dumps([method, url, own], separators=(",", ":")).encode() + b"\n" + (body or b"")
+    return hashlib.sha256(parts).hexdigest()[:32]
 
 
 def call_spec(plan: SagaPlan, call: Call) -> dict:
@@ -71,10 +82,14 @@ def call_prepare(
         for k, v in headers.items()
         if k.lower() not in OWN_HEADERS and header_reserved_problem(k) is None
     }
+    method = spec["method"].upper()
+    payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+    fingerprint = request_fingerprint(method, url, headers, payload)
+    run = key_run(steps[call.index], fingerprint)
     headers.update(
         {
             "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key(saga_id, name, call.phase),
+            "Idempotency-Key": idempotency_key(saga_id, name, call.phase, run),
             "X-Saga-Id": saga_id,
             "X-Saga-Step": name,
             "X-Request-ID": request_id,
@@ -84,10 +99,10 @@ def call_prepare(
     if trace.state:
         headers["tracestate"] = trace.state
     return ParticipantRequest(
-        method=spec["method"].upper(),
+        method=method,
         url=url,
         headers=headers,
-        body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+        body=payload,
         timeout=float(spec.get("timeout_seconds") or plan.call_timeout),
         payload=body,
     )

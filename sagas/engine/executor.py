@@ -16,15 +16,15 @@ from django.utils import timezone
 
 from saga_orchestrator.request_context import reset_request_id, set_request_id
 from sagas.engine.call_log import logged_body, logged_headers
-from sagas.engine.calls import call_prepare, call_spec
+from sagas.engine.calls import call_prepare, call_spec, request_fingerprint
 from sagas.engine.outcomes import CallResult
 from sagas.engine.participants import ParticipantRequest, participant_call
 from sagas.engine.plan import SagaPlan, plan_build, steps_initial
 from sagas.engine.store import (
     AttemptClose,
     AttemptOpen,
-    CancelRequested,
     Claimed,
+    ControlRequested,
     GroupWriter,
     Lease,
     LeaseLost,
@@ -117,8 +117,10 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
                 state, request, opened = _call_open(
                     lease, before, decided, plan, call, closed, claimed, runtime
                 )
-            except CancelRequested:
-                state.cancel_requested = True  # nothing was written: decide again
+            except ControlRequested as control:
+                # A cancel or pause arrived: nothing was written; decide again with it.
+                state.cancel_requested = state.cancel_requested or control.cancel_requested
+                state.pause_request = state.pause_request or control.pause_request
                 continue
             before = state.status
             result = request if isinstance(request, CallResult) else _send(request)
@@ -145,11 +147,17 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         allowed_hosts=settings.SAGA_ALLOWED_HOSTS,
     )
     spec = call_spec(plan, call)
-    state = call_start(state, call, now)
     sent = isinstance(request, ParticipantRequest)
+    fingerprint = None
+    if sent:
+        fingerprint = request_fingerprint(
+            request.method, request.url, request.headers, request.body
+        )
+    state = call_start(state, call, now, fingerprint)
     opened = AttemptOpen(
         call=call,
         step=plan.steps[call.index].name,
+        run=state.steps[call.index].get("run", 1),
         method=spec["method"].upper(),
         url=request.url if sent else str(spec["url"]),
         started_at=now,

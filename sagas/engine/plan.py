@@ -17,6 +17,9 @@ class StepPlan:
     action: dict
     compensation: dict | None
     policy: RetryPolicy
+    # "compensate" | "pause": what its final failure does (the normalised definition
+    # writes the effective value on every step; older versions have none).
+    on_failure: str = "compensate"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ def _step(step: dict, retry_attempts: int, retry_delay: float) -> StepPlan:
         action=step["action"],
         compensation=step.get("compensation") or None,
         policy=policy,
+        on_failure=step.get("on_failure") or "compensate",
     )
 
 

@@ -166,11 +166,12 @@ def render_headers(headers: dict, context: dict, *, lenient_steps: bool = False)
 
 
 def context_for(saga_id: str, definition: str, saga_input: dict, steps: list[dict]) -> dict:
-    """The resolution context: input, the saga, and what each step returned so far."""
+    """The resolution context: input, the saga, and what each step returned so far (a
+    step an operator skipped returned the response given, with no status code)."""
     returned = {
         step["name"]: {"response": step["response"], "status_code": step["status_code"]}
         for step in steps
-        if step.get("status_code") is not None
+        if step.get("status_code") is not None or step.get("status") == "succeeded"
     }
     return {
         "input": saga_input,

@@ -1,21 +1,32 @@
 """The life of a saga as pure functions of its state: no database, no clock, no network.
 
     decide(state, plan, now)        -> (state, call | None)   settle, then name the next call
-    call_start(state, call, now)    -> state                  count the attempt, mark it in flight
+    call_start(state, call, now, fingerprint) -> state        count the attempt, mark it in flight
     call_settle(state, plan, call, result, now, rand) -> state  what the outcome means
     interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
     cancel_refusal(status, cancel_requested) -> reason | None   may a cancel be accepted
+    pause_apply(state, now, request) / cancel_apply(state, now)   operator changes (repair.py)
 
+Each change also appends its history events (DESIGN §9.2) to `state.events`; the store
+writes them in the same transaction as the state and empties the list.
 The executor persists each returned state with one fenced write (the store).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sagas.engine.outcomes import CallResult
 from sagas.engine.plan import SagaPlan
 from sagas.engine.retry import retry_delay
-from sagas.models import TERMINAL_STATUSES, ErrorCode, Outcome, Phase, SagaStatus, StepStatus
+from sagas.models import (
+    TERMINAL_STATUSES,
+    ErrorCode,
+    OnFailure,
+    Outcome,
+    Phase,
+    SagaStatus,
+    StepStatus,
+)
 
 # Steps whose action took, or may have taken, effect: they are compensated.
 NEEDS_UNDO = frozenset(
@@ -26,7 +37,9 @@ NEEDS_UNDO = frozenset(
         StepStatus.COMPENSATION_FAILED,
     }
 )
-CANCELLABLE_STATUSES = frozenset({SagaStatus.PENDING, SagaStatus.RUNNING})
+CANCELLABLE_STATUSES = frozenset({SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.PAUSED})
+# A saga no worker advances: finished, or waiting for an operator.
+AT_REST = frozenset({*TERMINAL_STATUSES, SagaStatus.PAUSED})
 INTERRUPTED_ERROR = "interrupted: the worker was lost during the call"
 # A lost worker's call within the step's interruption budget: logged, not an attempt.
 INTERRUPTED = CallResult(outcome=Outcome.INTERRUPTED, error=INTERRUPTED_ERROR, uncertain=True)
@@ -50,9 +63,42 @@ class SagaState:
     next_attempt_at: datetime | None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # An accepted pause not applied yet: {"actor", "key_id", "reason"} (models.py).
+    pause_request: dict | None = None
+    paused_at: datetime | None = None
+    # Rewinding for a resume `from_step`: compensation walks back to this index, then the
+    # saga runs forward again from it.
+    rewind_step: int | None = None
+    # History events of the changes since the last write (store: written with the state).
+    events: list[dict] = field(default_factory=list)
 
     def copy(self) -> "SagaState":
-        return replace(self, steps=[dict(step) for step in self.steps])
+        return replace(self, steps=[dict(step) for step in self.steps], events=list(self.events))
+
+    def record(self, event: str, now: datetime, step: str | None = None, **details) -> None:
+        """A system event of the history (the engine's own changes)."""
+        self.events.append(history_event(event, now, step, details=details or None))
+
+
+def history_event(
+    event: str,
+    now: datetime,
+    step: str | None = None,
+    *,
+    actor: str = "system",
+    key_id: str = "",
+    reason: str = "",
+    details: dict | None = None,
+) -> dict:
+    return {
+        "at": now,
+        "event": event,
+        "step": step,
+        "actor": actor,
+        "key_id": key_id,
+        "reason": reason,
+        "details": details,
+    }
 
 
 @dataclass(frozen=True)
@@ -66,28 +112,38 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
     """Apply every change that needs no call (finish, start compensating, skip a step with
     nothing to undo), then return the call to make now, or None (terminal or waiting)."""
     state = state.copy()
-    if state.status in TERMINAL_STATUSES:
+    if state.status in AT_REST:
         return state, None
-    # A cancel cuts a retry wait short: compensation starts at once (§9.1).
-    cancelling = state.cancel_requested and state.phase == Phase.ACTION
-    if state.next_attempt_at is not None and state.next_attempt_at > now and not cancelling:
+    # A cancel or a pause cuts a retry wait short: either acts at once (§9.1, §9.2).
+    acting = state.phase == Phase.ACTION and (state.cancel_requested or state.pause_request)
+    if state.next_attempt_at is not None and state.next_attempt_at > now and not acting:
         return state, None
     if state.cancel_requested:
-        _cancel_apply(state, plan, now)
-    if state.phase == Phase.ACTION:
-        call = _next_action(state, plan, now)
-        if call is not None or state.status in TERMINAL_STATUSES:
+        cancel_apply(state, now)
+    if state.phase == Phase.COMPENSATION:
+        call = _next_compensation(state, plan, now)
+        if call is not None or state.phase == Phase.COMPENSATION or state.status in AT_REST:
             return state, call
+        # A rewind ended: the saga runs forward again from `from_step`.
+    if state.pause_request is not None:
+        pause_apply(state, now, state.pause_request)
+        return state, None
+    call = _next_action(state, plan, now)
+    if call is not None or state.status in AT_REST:
+        return state, call
     return state, _next_compensation(state, plan, now)
 
 
-def _cancel_apply(state: SagaState, plan: SagaPlan, now: datetime) -> None:
+def cancel_apply(state: SagaState, now: datetime) -> None:
     """An accepted cancel is a promise: the saga compensates and ends `cancelled`, even
-    after its last action succeeded or while it already compensates for another cause."""
+    after its last action succeeded, while paused, rewinding, or while it already
+    compensates for another cause."""
     message = "Cancelled on request."
-    if state.phase == Phase.ACTION:
-        index = min(state.current_step, len(plan.steps) - 1)  # past the end: the last one
-        cause = _error(ErrorCode.CANCELLED, plan.steps[index].name, message)
+    if state.phase == Phase.ACTION or state.rewind_step is not None:
+        state.rewind_step = None  # a rewind stops: every step done so far is undone
+        state.paused_at = None
+        index = min(state.current_step, len(state.steps) - 1)  # past the end: the last one
+        cause = _error(ErrorCode.CANCELLED, state.steps[index]["name"], message)
         _compensation_begin(state, cause, now)
     elif (state.cause or {}).get("code") != ErrorCode.CANCELLED:
         # Compensating for another cause already (a race with the cancel): it ends cancelled.
@@ -102,7 +158,7 @@ def cancel_refusal(status: str, cancel_requested: bool) -> str | None:
     if cancel_requested:
         return "A cancel was already accepted for this saga."
     if status not in CANCELLABLE_STATUSES:
-        return f"Saga is {status}; only pending or running sagas can be cancelled."
+        return f"Saga is {status}; only pending, running or paused sagas can be cancelled."
     return None
 
 
@@ -122,16 +178,21 @@ def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None
 
 
 def _next_compensation(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None:
-    """Walk back from the current step to the next one to undo (strict reverse order)."""
+    """Walk back from the current step to the next one to undo (strict reverse order):
+    to the first step, or when rewinding to `rewind_step`, which then runs again."""
+    floor = state.rewind_step or 0
     index = state.current_step
-    while index >= 0:
+    while index >= floor:
         step = state.steps[index]
-        if step["status"] in NEEDS_UNDO:
+        if needs_undo(step):
             if plan.steps[index].compensation is not None:
                 state.current_step = index
                 return Call(Phase.COMPENSATION, index, step["compensation_attempts"] + 1)
             step["status"] = StepStatus.COMPENSATED  # nothing to undo
         index -= 1
+    if state.rewind_step is not None:
+        _rewind_end(state, now)
+        return None
     state.current_step = 0
     cause = state.cause or _error(ErrorCode.STEP_FAILED, None, "Compensated.")
     final = SagaStatus.CANCELLED if cause["code"] == ErrorCode.CANCELLED else SagaStatus.COMPENSATED
@@ -139,11 +200,73 @@ def _next_compensation(state: SagaState, plan: SagaPlan, now: datetime) -> Call 
     return None
 
 
-def call_start(state: SagaState, call: Call, now: datetime) -> SagaState:
-    """Count the attempt and mark it in flight (persisted before the call is made)."""
+def needs_undo(step: dict) -> bool:
+    """Its action took, or may have taken, effect: it is compensated. A step paused after
+    an uncertain final failure shows `failed` but keeps its `uncertain` mark."""
+    if step["status"] == StepStatus.FAILED:
+        return bool(step.get("uncertain"))
+    return step["status"] in NEEDS_UNDO
+
+
+def _rewind_end(state: SagaState, now: datetime) -> None:
+    """Every step from `rewind_step` on was undone: they run again, each started one as
+    its next run (a new Idempotency-Key, §9.2)."""
+    floor = state.rewind_step
+    for index in range(floor, len(state.steps)):
+        state.steps[index] = step_rerun(state.steps[index], keep_uncertain=False)
+    state.rewind_step = None
+    state.status = SagaStatus.RUNNING
+    state.phase = Phase.ACTION
+    state.current_step = floor
+    state.error = state.cause = None
+    state.next_attempt_at = now
+
+
+def step_run(step: dict) -> int:
+    return step.get("run", 1)
+
+
+def step_rerun(step: dict, *, keep_uncertain: bool) -> dict:
+    """The step as it starts again: counters and result cleared, its next run if it had
+    started (a run is each time a step is started, §9.2)."""
+    started = step["status"] not in (StepStatus.PENDING, StepStatus.SKIPPED) or step["attempts"]
+    fresh = {
+        "name": step["name"],
+        "status": StepStatus.PENDING,
+        "attempts": 0,
+        "compensation_attempts": 0,
+        "response": None,
+        "status_code": None,
+        "error": None,
+        "run": step_run(step) + 1 if started else step_run(step),
+    }
+    if keep_uncertain and step.get("uncertain"):
+        fresh["uncertain"] = True  # an earlier run may have taken effect
+    return fresh
+
+
+def key_run(step: dict, fingerprint: str | None) -> int:
+    """The run whose Idempotency-Key a call of the step carries: its own, except after a
+    plain resume of an uncertain step whose request is unchanged, which reuses the key of
+    the uncertain attempt so the participant can deduplicate (§9.2)."""
+    reuse = step.get("reuse_key")
+    if reuse and fingerprint is not None and reuse["fingerprint"] == fingerprint:
+        return reuse["run"]
+    return step.get("key_run") or step_run(step)
+
+
+def call_start(
+    state: SagaState, call: Call, now: datetime, fingerprint: str | None = None
+) -> SagaState:
+    """Count the attempt and mark it in flight (persisted before the call is made).
+    `fingerprint`: of the request about to be sent (calls.py), None when none is."""
     state = state.copy()
     step = state.steps[call.index]
     if call.phase == Phase.ACTION:
+        step["key_run"] = key_run(step, fingerprint)
+        step.pop("reuse_key", None)
+        if fingerprint is not None:
+            step["fingerprint"] = fingerprint
         step["attempts"] = call.attempt
         step["status"] = StepStatus.RUNNING
         state.status = SagaStatus.RUNNING
@@ -219,6 +342,7 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
     if result.outcome == Outcome.SUCCEEDED:
         step.update(status=StepStatus.SUCCEEDED, response=result.response, error=None)
         state.current_step = call.index + 1
+        state.record("step_succeeded", now, step["name"], **_call_details(call, step, result))
         return
     step["error"] = result.error
     # Sticky: a later rejection does not undo "may have happened".
@@ -232,8 +356,43 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
             due = min(due, state.deadline_at)
         state.next_attempt_at = due
         return
+    state.record("step_failed", now, step["name"], **_call_details(call, step, result))
     cause = _error(ErrorCode.STEP_FAILED, step["name"], result.error)
+    if plan.steps[call.index].on_failure == OnFailure.PAUSE:
+        step["status"] = StepStatus.FAILED  # `uncertain` still says if it may have happened
+        _pause(state, now, cause, history_event("paused", now, step["name"]))
+        return
     _compensation_begin(state, cause, now)
+
+
+def _call_details(call: Call, step: dict, result: CallResult) -> dict:
+    details = {"phase": str(call.phase), "run": step_run(step), "attempt": call.attempt}
+    details["status_code"] = result.status_code
+    if result.outcome != Outcome.SUCCEEDED:
+        details["error"] = result.error
+    return details
+
+
+def pause_apply(state: SagaState, now: datetime, request: dict) -> None:
+    """An operator's pause: the saga stops before its next action (§9.2)."""
+    event = history_event(
+        "paused",
+        now,
+        actor=request.get("actor", "internal"),
+        key_id=request.get("key_id", ""),
+        reason=request.get("reason", ""),
+    )
+    _pause(state, now, None, event)
+
+
+def _pause(state: SagaState, now: datetime, error: dict | None, event: dict) -> None:
+    state.status = SagaStatus.PAUSED
+    state.error = error
+    state.paused_at = now
+    state.next_attempt_at = None
+    if error is not None:
+        event["details"] = {"error": error}
+    state.events.append(event)
 
 
 def _compensation_settle(state, plan, call, result, now, rand) -> None:
@@ -241,6 +400,7 @@ def _compensation_settle(state, plan, call, result, now, rand) -> None:
     if result.outcome == Outcome.SUCCEEDED:
         step["status"] = StepStatus.COMPENSATED
         state.current_step = call.index - 1
+        state.record("step_succeeded", now, step["name"], **_call_details(call, step, result))
         return
     used = step["compensation_attempts"] - step.get("retry_base", 0)
     policy = plan.steps[call.index].policy
@@ -251,15 +411,18 @@ def _compensation_settle(state, plan, call, result, now, rand) -> None:
         state.next_attempt_at = now + timedelta(seconds=delay)
         return
     # Out of attempts, or a call that cannot be made (bad template or URL): stop the walk.
+    state.record("step_failed", now, step["name"], **_call_details(call, step, result))
     step["status"] = StepStatus.COMPENSATION_FAILED
     step["error"] = result.error
     state.status = SagaStatus.FAILED
     state.error = _error(ErrorCode.COMPENSATION_FAILED, step["name"], result.error)
     state.finished_at = now
     state.next_attempt_at = None
+    state.record("finished", now, status=str(state.status), error=state.error["code"])
 
 
 def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
+    state.record("compensating", now, cause["step"], cause=cause["code"])
     state.status = SagaStatus.COMPENSATING
     state.phase = Phase.COMPENSATION
     state.cause = state.error = cause
@@ -279,6 +442,8 @@ def _may_have_happened(step: dict) -> bool:
 
 
 def _finish(state: SagaState, status: str, error: dict | None, now: datetime) -> None:
+    code = None if error is None else error["code"]
+    state.record("finished", now, status=str(status), error=code)
     state.status = status
     state.error = error
     state.finished_at = now

@@ -63,7 +63,7 @@ def test_empty_service_is_ok_with_null_rates():
     assert page["status"] == "ok"
     assert page["sagas"] == {
         "pending": 0, "running": 0, "compensating": 0, "completed": 0,
-        "compensated": 0, "cancelled": 0, "failed": 0,
+        "compensated": 0, "cancelled": 0, "failed": 0, "paused": 0,
     }  # fmt: skip
     assert page["success_rate"] is None
     assert page["compensation_rate"] is None

@@ -84,13 +84,30 @@ def test_an_accepted_cancel_stops_a_write_that_does_not_know_of_it():
     claimed = claimed_saga()
     SagaInstance.objects.filter(id=claimed.lease.saga_id).update(cancel_requested=True)
 
-    with pytest.raises(store.CancelRequested):
+    with pytest.raises(store.ControlRequested) as missed:
         record(claimed)
+    assert missed.value.cancel_requested and missed.value.pause_request is None
     saga = saga_get(SagaInstance(id=claimed.lease.saga_id))
     assert saga.status == "pending" and attempts(saga) == []
 
     claimed.state.cancel_requested = True  # known now: the write goes through
     record(claimed)
+    assert [a.outcome for a in attempts(saga)] == [None]
+
+
+@pytest.mark.sqlite
+def test_an_accepted_pause_stops_a_write_that_does_not_know_of_it():
+    claimed = claimed_saga()
+    request = {"actor": "internal", "key_id": "0123abcd", "reason": "check the address"}
+    SagaInstance.objects.filter(id=claimed.lease.saga_id).update(pause_request=request)
+
+    with pytest.raises(store.ControlRequested) as missed:
+        record(claimed)
+    assert missed.value.pause_request == request and not missed.value.cancel_requested
+
+    claimed.state.pause_request = request  # known now: the write goes through
+    record(claimed)
+    saga = saga_get(SagaInstance(id=claimed.lease.saga_id))
     assert [a.outcome for a in attempts(saga)] == [None]
 
 

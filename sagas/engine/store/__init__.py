@@ -6,7 +6,8 @@ and the read side; nothing outside this package writes those rows.
     saga_claim(owner, now, lease_seconds)   lease the most overdue saga (claim.py)
     transition_record(lease, state, …)      a fenced transition + its attempt rows
     lease_renew / lease_release             fenced lease upkeep (transition.py)
-    saga_locked / saga_update               cancel and retry (control.py)
+    saga_locked / saga_update               cancel, retry, pause, resume (control.py)
+    history_insert(saga_id, events)         history rows in the caller's transaction
     next_due_at()                           when idle workers should look again (a read)
     GroupWriter                             group commit of a worker's transitions
 """
@@ -14,11 +15,12 @@ and the read side; nothing outside this package writes those rows.
 from sagas.engine.store.claim import next_due_at, saga_claim
 from sagas.engine.store.control import saga_locked, saga_update
 from sagas.engine.store.events import EVENT_LISTENERS, event_emit
+from sagas.engine.store.history import history_insert
 from sagas.engine.store.records import (
     AttemptClose,
     AttemptOpen,
-    CancelRequested,
     Claimed,
+    ControlRequested,
     Lease,
     LeaseLost,
 )
@@ -31,11 +33,12 @@ __all__ = [
     "AttemptClose",
     "GroupWriter",
     "AttemptOpen",
-    "CancelRequested",
+    "ControlRequested",
     "Claimed",
     "Lease",
     "LeaseLost",
     "event_emit",
+    "history_insert",
     "lease_release",
     "lease_renew",
     "next_due_at",

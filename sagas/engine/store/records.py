@@ -16,8 +16,14 @@ class LeaseLost(Exception):
     """The saga's lease token changed: another worker owns it now."""
 
 
-class CancelRequested(Exception):
-    """A cancel arrived since the claim: nothing was written; decide again with it."""
+class ControlRequested(Exception):
+    """A cancel or a pause arrived since the claim: nothing was written; decide again
+    with it."""
+
+    def __init__(self, saga_id: str, *, cancel_requested: bool, pause_request: dict | None):
+        super().__init__(saga_id)
+        self.cancel_requested = cancel_requested
+        self.pause_request = pause_request
 
 
 @dataclass
@@ -51,6 +57,7 @@ class AttemptOpen:
     method: str
     url: str
     started_at: datetime
+    run: int = 1
     # What `/logs/` keeps of the request (call_log.py): None when it was never sent.
     request_headers: dict | None = None
     request_body: Any = None
@@ -63,6 +70,7 @@ class AttemptOpen:
             "method": self.method,
             "url": self.url,
             "attempt": self.call.attempt,
+            "run": self.run,
             "started_at": self.started_at.isoformat(),
             "request_headers": self.request_headers,
             "request_body": self.request_body,
@@ -82,6 +90,7 @@ class AttemptOpen:
             mark["method"],
             mark["url"],
             started_at,
+            mark.get("run", 1),
             # A mark from before §9.6 has no request.
             mark.get("request_headers"),
             mark.get("request_body"),

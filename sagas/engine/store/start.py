@@ -1,10 +1,10 @@
 """The start of a saga (POST /api/sagas/): the row, with its steps built from the
 definition's, committed before the 202.
 
-On PostgreSQL the definition lookup, the INSERT and the NOTIFY to the workers are one
-statement (the NOTIFY is delivered when it commits). On SQLite, the embedded default, the
-definition is read first and the row inserted by the same INSERT … RETURNING; workers
-there find it by polling (there is no NOTIFY).
+On PostgreSQL the definition lookup, the INSERT (with the `started` history row) and the
+NOTIFY to the workers are one statement (the NOTIFY is delivered when it commits). On
+SQLite, the embedded default, the definition is read first and the rows inserted by the
+same statements in one transaction; workers there find it by polling (there is no NOTIFY).
 """
 
 # ruff: noqa: S608
@@ -17,10 +17,15 @@ from django.db import connection, transaction
 
 from sagas.engine.store import dialect
 from sagas.engine.wakeup import CHANNEL
-from sagas.models import SagaDefinition, SagaInstance
+from sagas.models import SagaDefinition, SagaEvent, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
 DEFINITION = SagaDefinition._meta.db_table
+HISTORY = SagaEvent._meta.db_table
+STARTED = (
+    f"INSERT INTO {HISTORY} (saga_id, at, event, step, actor, key_id, reason, details)"
+    " SELECT id, created_at, 'started', NULL, %(actor)s, %(key_id)s, '', NULL FROM"
+)
 SAGA_COLUMNS = tuple(field.attname for field in SagaInstance._meta.concrete_fields)
 INSERTED = (
     "id, definition_id, definition_name, definition_version, status, input, steps,"
@@ -47,7 +52,7 @@ WITH definition AS (
         %(now)s::timestamptz + make_interval(secs => timeout_seconds), %(now)s::timestamptz
     FROM definition
     RETURNING {", ".join(SAGA_COLUMNS)}
-)
+), started AS ({STARTED} saga)
 SELECT saga.*, pg_notify('{CHANNEL}', '') FROM saga
 """
 SQLITE_SQL = f"""
@@ -66,14 +71,13 @@ def saga_insert(*, params: dict) -> SagaInstance | None:
 
     `params`: name, version, id, status, input (JSON text), step (the initial step as JSON
     text; its name is filled in per step), phase, now, key, fingerprint, request_id,
-    traceparent, tracestate.
+    traceparent, tracestate, actor and key_id (who started it, for the history).
     """
-    # No transaction of our own outside one: the statement is its own (autocommit).
-    with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
-        if dialect.is_postgresql():
-            rows = dialect.execute(POSTGRESQL_SQL, params)
-        else:
-            rows = _sqlite_insert(params)
+    # On PostgreSQL no transaction of our own outside one: the statement is its own.
+    postgresql = dialect.is_postgresql()
+    atomic = connection.in_atomic_block or not postgresql
+    with transaction.atomic() if atomic else contextlib.nullcontext():
+        rows = dialect.execute(POSTGRESQL_SQL, params) if postgresql else _sqlite_insert(params)
     if not rows:
         return None
     values = dialect.row_values(SagaInstance, SAGA_COLUMNS, rows[0][: len(SAGA_COLUMNS)])
@@ -100,4 +104,6 @@ def _sqlite_insert(params: dict) -> list:
         "now": dialect.adapt(SagaInstance, "created_at", now),
         "deadline_at": dialect.adapt(SagaInstance, "deadline_at", deadline),
     }
-    return dialect.execute(SQLITE_SQL, params | values)
+    rows = dialect.execute(SQLITE_SQL, params | values)
+    dialect.execute(f"{STARTED} {SAGA} WHERE id = %(id)s", params | values)
+    return rows

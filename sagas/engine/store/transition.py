@@ -2,6 +2,7 @@
 
     fenced UPDATE of the saga row  (WHERE id = … AND lease_token = …, row count checked)
     + the attempt row of the call that ended, written once with its outcome
+    + the history rows of the change (history.py)
     then, after the commit, the events (events.py).
 
 A call about to be sent is recorded in the saga row itself: its step's `in_flight` mark
@@ -16,6 +17,7 @@ renewal and release are fenced the same way.
 
 # ruff: noqa: S608
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -24,7 +26,14 @@ from django.db import transaction
 from sagas.engine.call_log import logged_body
 from sagas.engine.store import dialect
 from sagas.engine.store.events import event_emit, transition_events
-from sagas.engine.store.records import AttemptClose, AttemptOpen, CancelRequested, Lease, LeaseLost
+from sagas.engine.store.history import history_insert, history_params, history_sql
+from sagas.engine.store.records import (
+    AttemptClose,
+    AttemptOpen,
+    ControlRequested,
+    Lease,
+    LeaseLost,
+)
 from sagas.engine.store.writer import GroupWriter
 from sagas.engine.transitions import SagaState
 from sagas.models import SagaAttempt, SagaInstance
@@ -44,12 +53,15 @@ STATE_COLUMNS = (
     "lease_token",
     "lease_owner",
     "next_attempt_at",
+    "paused_at",
+    "rewind_step",
 )
 ATTEMPT_COLUMNS = (
     "step",
     "step_index",
     "phase",
     "attempt",
+    "run",
     "method",
     "url",
     "started_at",
@@ -62,7 +74,8 @@ ATTEMPT_COLUMNS = (
     "response_body",
     "truncated",
 )
-ATTEMPT_TYPES = {"step_index": "integer", "attempt": "integer", "started_at": "timestamptz"}
+ATTEMPT_TYPES = {"step_index": "integer", "attempt": "integer", "run": "integer"}
+ATTEMPT_TYPES |= {"started_at": "timestamptz"}
 ATTEMPT_TYPES |= {"status_code": "integer", "duration_ms": "float8", "truncated": "boolean"}
 ATTEMPT_TYPES |= dict.fromkeys(("request_headers", "request_body", "response_body"), "jsonb")
 
@@ -88,11 +101,11 @@ def transition_record(
     `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
     With a `writer`, the write is committed with other sagas' (writer.py).
     """
-    # The worker re-reads cancel_requested at each transition at no cost: until it knows
-    # of a cancel, the fence also requires it unset — the final write included, so that a
-    # saga never ends `completed` (or `compensated`) after a cancel was accepted (§9.1) —
-    # and a miss tells which condition failed.
-    watch_cancel = not state.cancel_requested
+    # The worker re-reads cancel_requested and pause_request at each transition at no
+    # cost: until it knows of one, the fence also requires it unset — the final write
+    # included, so that a saga never ends `completed` (or `compensated`) after a cancel was
+    # accepted (§9.1) — and a miss tells which condition failed.
+    watch = Watch(cancel=not state.cancel_requested, pause=state.pause_request is None)
     if opened is not None:
         state.steps[opened.call.index]["in_flight"] = opened.mark()
     params = _state_params(lease, state, now, release)
@@ -101,41 +114,57 @@ def transition_record(
     if closed is not None:
         params |= _close_params(closed)
         attempt = "insert" if closed.opened is not None else "complete"
+    events = list(state.events)
+    if events:
+        params |= history_params(events)
 
     def write() -> int:
-        return _write(params, watch_cancel, release, attempt)
+        return _write(params, watch, release, attempt, lease.saga_id, events)
 
     written = write() if writer is None else writer.write(write)
     if written != 1:
-        _raise_missed(lease, watch_cancel)
+        _raise_missed(lease, watch)
+    state.events.clear()
     for event in transition_events(lease, before, state, closed):
         event_emit(event)
 
 
-def _write(params: dict, watch_cancel: bool, release: bool, attempt: str | None) -> int:
+@dataclass(frozen=True)
+class Watch:
+    """Which operator requests the fence checks are still unset."""
+
+    cancel: bool
+    pause: bool
+
+
+def _write(params, watch: Watch, release: bool, attempt: str | None, saga_id, events) -> int:
     """`attempt`: None, "insert" (the ended call's row) or "complete" (a row an earlier
     version inserted in flight)."""
     if dialect.is_postgresql():
-        parts = [f"saga AS ({_saga_update(watch_cancel, release)})"]
+        parts = [f"saga AS ({_saga_update(watch, release)})"]
         if attempt == "insert":
             parts.append(f"closed AS ({_attempt_insert('id', 'FROM saga')})")
         elif attempt == "complete":
             parts.append(f"closed AS ({_attempt_complete('(SELECT id FROM saga)')})")
+        if events:
+            parts.append(f"history AS ({history_sql('saga.id', 'FROM saga')})")
         sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM saga"
         return dialect.execute(sql, params)[0][0]
     with transaction.atomic():
-        if not dialect.execute(_saga_update(watch_cancel, release), params):
+        if not dialect.execute(_saga_update(watch, release), params):
             return 0
         if attempt == "insert":
             dialect.execute(_attempt_insert("%(id)s", ""), params)
         elif attempt == "complete":
             dialect.execute(_attempt_complete("(%(id)s)"), params)
+        history_insert(saga_id, events)
     return 1
 
 
-def _saga_update(watch_cancel: bool, release: bool) -> str:
+def _saga_update(watch: Watch, release: bool) -> str:
     expiry = dialect.later_sql("lease_seconds")
-    guard = " AND cancel_requested = false" if watch_cancel else ""
+    guard = " AND cancel_requested = false" if watch.cancel else ""
+    guard += " AND pause_request IS NULL" if watch.pause else ""
     # Released, the state's own due time; held, unchanged (see transition_record).
     due = f", next_attempt_at = {dialect.cast('next_attempt_at', 'timestamptz')}"
     return (
@@ -143,7 +172,8 @@ def _saga_update(watch_cancel: bool, release: bool) -> str:
         f" current_step = %(current_step)s, steps = {dialect.cast('steps', 'jsonb')},"
         f" error = {dialect.cast('error', 'jsonb')}, cause = {dialect.cast('cause', 'jsonb')},"
         " started_at = %(started_at)s, finished_at = %(finished_at)s,"
-        " updated_at = %(updated_at)s,"
+        " updated_at = %(updated_at)s, paused_at = %(paused_at)s,"
+        " rewind_step = %(rewind_step)s,"
         " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
         # Held (lease_seconds set), the expiry; released (NULL), none.
         f" lease_expires_at = {expiry}{due if release else ''}"
@@ -173,11 +203,15 @@ def _attempt_insert(saga_id: str, source: str) -> str:
     )
 
 
-def _raise_missed(lease: Lease, watch_cancel: bool):
+def _raise_missed(lease: Lease, watch: Watch):
     fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
-    if watch_cancel and fenced.exists():
-        raise CancelRequested(str(lease.saga_id))
-    raise LeaseLost(str(lease.saga_id))
+    found = fenced.values_list("cancel_requested", "pause_request").first()
+    if found is None:
+        raise LeaseLost(str(lease.saga_id))
+    cancel_requested, pause_request = found
+    raise ControlRequested(
+        str(lease.saga_id), cancel_requested=cancel_requested, pause_request=pause_request
+    )
 
 
 def _state_params(lease: Lease, state: SagaState, now: datetime, release: bool) -> dict:
@@ -194,6 +228,8 @@ def _state_params(lease: Lease, state: SagaState, now: datetime, release: bool) 
         "lease_token": None if release else lease.token,
         "lease_owner": "" if release else lease.owner,
         "next_attempt_at": state.next_attempt_at,
+        "paused_at": state.paused_at,
+        "rewind_step": state.rewind_step,
     }
     params = {column: dialect.adapt(SagaInstance, column, values[column]) for column in values}
     params["id"] = dialect.adapt(SagaInstance, "id", lease.saga_id)
@@ -210,6 +246,7 @@ def _close_params(closed: AttemptClose) -> dict:
         "step_index": closed.call.index,
         "phase": str(closed.call.phase),
         "attempt": closed.call.attempt,
+        "run": opened.run if opened else 1,
         "method": opened.method if opened else "",
         "url": opened.url if opened else "",
         "started_at": opened.started_at if opened else None,
