@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 STATUS_WORDS = {
     "pending": "waiting for a worker to start it",
     "running": "running",
-    "paused": "paused, waiting for an operator",
+    "paused": "waiting for an operator to resume or cancel it",
     "compensating": "undoing the steps that succeeded",
     "completed": "every step succeeded",
     "compensated": "its steps were undone",

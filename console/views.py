@@ -24,7 +24,6 @@ from sagas.errors import Conflict, Invalid
 from sagas.models import TERMINAL_STATUSES, SagaDefinition, SagaStatus
 
 logger = logging.getLogger("sagas.console")
-HISTORY = getattr(selectors, "saga_history", None)
 
 
 def render(request, template: str, context: dict, status: int = 200):
@@ -137,7 +136,7 @@ def saga_context(request, saga) -> dict:
         "steps": saga.steps,
         "timeline": presenters.timeline_build(attempts, now=now),
         "attempts": [_attempt_view(i, e) for i, e in enumerate(entries)],
-        "history": HISTORY(saga_id=saga.id) if HISTORY else None,
+        "history": selectors.saga_history(saga_id=saga.id),
         "active": saga.status not in TERMINAL_STATUSES,
         "actions": _actions_offered(request, saga),
         "step_names": [step["name"] for step in saga.steps],
@@ -158,17 +157,14 @@ def _attempt_view(index: int, entry: dict) -> dict:
 def _actions_offered(request, saga) -> list[str]:
     """The actions the role may take that the saga's status allows (the service decides
     for good: a stale page's action gets the service's 409)."""
+    settled = not saga.cancel_requested
     fits = {
-        "cancel": saga.status in ("pending", "running", "paused") and not saga.cancel_requested,
+        "cancel": saga.status in ("pending", "running", "paused") and settled,
         "retry": saga.status == "failed",
-        "pause": saga.status in ("pending", "running"),
+        "pause": saga.status in ("pending", "running") and settled and not saga.pause_request,
         "resume": saga.status == "paused",
     }
-    return [
-        action
-        for action in session.ACTIONS.get(session.role(request) or "", ())
-        if fits[action] and actions.available(action)
-    ]
+    return [a for a in session.ACTIONS.get(session.role(request) or "", ()) if fits[a]]
 
 
 def _saga_or_none(saga_id):
@@ -191,8 +187,6 @@ def saga_action(request, saga_id, action: str):
     saga = _saga_or_none(saga_id)
     if saga is None:
         return error_page(request, 404, "No such saga", f"No saga has the id {saga_id}.")
-    if not actions.available(action):
-        return error_page(request, 404, "Not available", f"This service cannot {action} yet.")
     form = (ResumeForm if action == "resume" else ActionForm)(request.POST)
     if not form.is_valid():
         return _action_refused(request, saga, action, form, 400)

@@ -22,12 +22,21 @@ document.addEventListener("click", (event) => {
   }
 });
 
+// Someone is filling in a form: a field has the focus, or has been typed in or ticked.
+function busy(live) {
+  const focused = document.activeElement;
+  if (focused && focused.matches("input, textarea, select")) return true;
+  const fields = [...live.querySelectorAll("textarea, input[type=checkbox]")];
+  return fields.some((field) =>
+    field.tagName === "TEXTAREA" ? field.value.trim() !== "" : field.checked,
+  );
+}
+
 // Replace the live region with the same region of a fresh copy of this page (same URL,
 // so the filters and the page stay), keeping open attempts open. Skipped while the page
-// is hidden or someone is typing in it.
+// is hidden or someone is filling in one of its forms.
 async function refresh(live) {
-  const busy = document.activeElement && document.activeElement.matches("input, textarea, select");
-  if (document.hidden || busy) return true;
+  if (document.hidden || busy(live)) return true;
   let response;
   try {
     response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });

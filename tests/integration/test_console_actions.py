@@ -2,13 +2,11 @@
 the API's services (sagas.engine.control), their refusals shown in plain words."""
 
 import pytest
-from django.conf import settings
 
-from console import actions
 from sagas.api.auth import CLIENT, INTERNAL
 from sagas.models import SagaInstance
 from tests.api_builders import finished_saga, post_definition, saga_row
-from tests.console.helpers import no_key_in, post_form, signed_in
+from tests.console_helpers import no_key_in, post_form, signed_in
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db]
 INTERNAL_ONLY = ("retry", "pause", "resume")
@@ -94,18 +92,29 @@ def test_an_unknown_action_is_not_a_page(checkout):
     assert response.status_code == 404
 
 
-def test_actions_pass_the_actor_and_reason_where_the_service_takes_them():
-    def service(*, saga_id, actor, reason):
-        return None
+def test_pause_is_offered_to_the_internal_key_and_recorded_with_its_reason(checkout):
+    saga = saga_row()
+    client = signed_in(INTERNAL)
+    assert offered(client, saga) == {"cancel", "pause"}
+    response = act(client, saga, "pause", confirm="on", reason="participant deploy")
+    assert response.status_code == 302
+    saga.refresh_from_db()
+    assert saga.status == "paused"
+    page = client.get(f"/console/sagas/{saga.id}/").content.decode()
+    assert "participant deploy" in page  # the history row
+    assert client.session["console_key_id"] in page  # who did it, by key_id
+    assert offered(client, saga) == {"cancel", "resume"}
 
-    def older_service(*, saga_id):
-        return None
 
-    actor = actions.control.Actor(role="internal", key_id="abcd1234")
-    assert actions._accepted(service, {"saga_id": 1, "actor": actor, "reason": "r"}) == {
-        "saga_id": 1,
-        "actor": actor,
-        "reason": "r",
-    }
-    assert actions._accepted(older_service, {"saga_id": 1, "actor": actor}) == {"saga_id": 1}
-    assert settings.INTERNAL_API_KEY not in repr(actor)
+def test_a_resume_with_a_bad_patch_is_a_400_naming_the_field(checkout):
+    saga = saga_row()
+    client = signed_in(INTERNAL)
+    act(client, saga, "pause", confirm="on")
+    not_json = act(client, saga, "resume", confirm="on", input_patch="{nope")
+    assert not_json.status_code == 400 and b"Not valid JSON" in not_json.content
+    not_object = act(client, saga, "resume", confirm="on", input_patch="[1]")
+    assert not_object.status_code == 400
+    assert b"Must be a JSON object" in not_object.content
+    unknown = act(client, saga, "resume", confirm="on", from_step="nowhere")
+    assert unknown.status_code == 400
+    assert SagaInstance.objects.get(id=saga.id).status == "paused"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from sagas.api.auth import CLIENT, INTERNAL
 from sagas.models import SagaDefinition, SagaInstance
 from tests.api_builders import attempt_row, definition, finished_saga, post_definition, saga_row
-from tests.console.helpers import browser, csrf_token, no_key_in, post_form, sign_in, signed_in
+from tests.console_helpers import browser, csrf_token, no_key_in, post_form, sign_in, signed_in
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db]
 
