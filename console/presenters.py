@@ -52,6 +52,13 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
+def compact_json(value) -> str:
+    """One line of JSON (history details): what the API shows, not Python's repr."""
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
 # --- The timeline ------------------------------------------------------------------------
 
 WIDTH = 1000  # viewBox units of the time axis

@@ -136,7 +136,10 @@ def saga_context(request, saga) -> dict:
         "steps": saga.steps,
         "timeline": presenters.timeline_build(attempts, now=now),
         "attempts": [_attempt_view(i, e) for i, e in enumerate(entries)],
-        "history": selectors.saga_history(saga_id=saga.id),
+        "history": [
+            {**event, "details_text": presenters.compact_json(event["details"])}
+            for event in selectors.saga_history(saga_id=saga.id)
+        ],
         "active": saga.status not in TERMINAL_STATUSES,
         "actions": _actions_offered(request, saga),
         "step_names": [step["name"] for step in saga.steps],

@@ -34,8 +34,9 @@ def test_a_paused_saga_resumed_with_an_input_patch_completes(participants, worke
 
     page = client.get(page_url).content.decode()
     assert "completed: every step succeeded" in page
-    history = re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td>", page)
+    history = re.findall(r'<tr><td class="nowrap">[^<]*</td><td>(\w+)</td>', page)
     assert "paused" in history and "resumed" in history and history[-1] == "finished"
     assert "street fixed" in page
+    assert "{&quot;input_patch&quot;: {&quot;street&quot;: &quot;1 Main St&quot;}}" in page
     bars = re.findall(r'<rect class="bar outcome-(\w+)"', page)
     assert bars.count("permanent_error") == 1 and bars[-1] == "succeeded"

@@ -15,7 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SOURCES = ["saga_orchestrator", "sagas", "health", "scripts", "gunicorn.conf.py", "manage.py"]
+SOURCES = [
+    "saga_orchestrator",
+    "sagas",
+    "health",
+    "console",
+    "scripts",
+    "gunicorn.conf.py",
+    "manage.py",
+]
 # Calls whose first argument is the name of a variable they read: os.environ.get, os.getenv,
 # and the env helpers of settings.py and gunicorn.conf.py.
 READERS = {"get", "getenv", "env_str", "env_int", "env_float", "env_bool", "env_list"}
