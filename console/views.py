@@ -70,6 +70,8 @@ def csrf_failure(request, reason: str = ""):
 def sign_in(request):
     form = SignInForm(request.POST or None)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if request.method == "GET" and session.signed_in(request):
+        return HttpResponseRedirect(_safe_next(request, next_url))
     if request.method == "POST" and form.is_valid():
         if session.sign_in(request, form.cleaned_data["key"]):
             return HttpResponseRedirect(_safe_next(request, next_url))

@@ -2,6 +2,7 @@
 test database: the demo's sagas (examples/order_checkout.json against
 scripts/demo_participants.py), started through the API and run by a worker.
 
+On both databases (PostgreSQL with Redis; SQLite without, as `make run` serves it).
 Screenshots of the sagas list and of a compensated saga go to SCREENSHOTS_DIR when it is
 set (`make screenshots` sets docs/), else to the test's temporary directory; either way
 the test looks at them. Requires /usr/bin/chromium: the test fails, never skips, without it.
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from django.db import connection
 
 from sagas.models import TERMINAL_STATUSES, SagaInstance
 from tests.e2e.test_docs_browser import browser, offline_page  # noqa: F401 (fixture)
@@ -25,9 +27,13 @@ from tests.gunicorn_server import gunicorn
 from tests.saga_builders import definition_create
 from tests.support import free_port, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.sqlite]
 
 ORDER = {"order_id": "A-1", "items": [{"sku": "book", "qty": 1}], "amount": 42}
+# What sticks out on the right (the timeline scrolls inside its own box).
+WIDER_THAN_THE_SCREEN = """[...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".timeline-wrap"))
+  .slice(0, 5).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`)"""
 # Rendered pages are tens of KB as PNG; a blank page is about 5 KB.
 MIN_SCREENSHOT_BYTES = 20_000
 
@@ -58,7 +64,10 @@ def _serving(url: str) -> bool:
 @pytest.fixture
 def service(transactional_db, tmp_path):
     """Gunicorn on the test database; committed rows (transactional_db) are what it sees."""
-    env = {"DB_NAME": settings.DATABASES["default"]["NAME"], "REDIS_DB": str(settings.REDIS_DB)}
+    database = connection.settings_dict["NAME"]
+    env = {"DB_NAME": database, "REDIS_DB": str(settings.REDIS_DB)}
+    if connection.vendor == "sqlite":
+        env["SQLITE_PATH"] = database  # the embedded default, as `make run` serves it
     with gunicorn(tmp_path, env) as base:
         yield base
 
@@ -307,3 +316,28 @@ def test_the_internal_key_pauses_and_resumes_with_an_input_patch(
     saga = api(service, "GET", f"/api/sagas/{started['id']}/", settings.SAGA_API_KEY)
     assert saga["status"] == "completed" and saga["input"]["card"] == "visa"
     context.close()
+
+
+def test_every_page_fits_a_phone_and_loads_nothing_from_elsewhere(
+    service,
+    demo_sagas,
+    browser,  # noqa: F811
+):
+    page, foreign = offline_page(browser, service)
+    page.set_viewport_size({"width": 390, "height": 800})
+    sign_in(page, service, settings.INTERNAL_API_KEY)
+    page.get_by_role("heading", name="Sagas").wait_for()
+    paths = {
+        "/console/": "Sagas",
+        f"/console/sagas/{demo_sagas['declined'].id}/": "Timeline",
+        "/console/definitions/": "Definitions",
+        "/console/definitions/order_checkout/": "Steps",
+        "/console/status/": "The last hour",
+    }
+    for path, heading in paths.items():
+        page.goto(service + path)
+        page.get_by_role("heading", name=heading).wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        wide = page.evaluate(WIDER_THAN_THE_SCREEN)
+        assert width <= 390, f"{path} is {width} px wide: {wide}"
+    assert foreign == []

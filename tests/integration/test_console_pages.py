@@ -376,3 +376,22 @@ def test_the_api_and_its_docs_set_no_cookie_and_store_no_session(client_api):
         assert response.status_code == 200
         assert not response.cookies
     assert not Session.objects.exists()
+
+
+def test_a_signed_in_visit_to_the_sign_in_page_goes_on_to_the_console():
+    client = signed_in(CLIENT)
+    assert client.get("/console/sign-in/")["Location"] == "/console/"
+
+
+def test_sign_ins_are_logged_with_the_role_and_key_id_never_the_key(caplog):
+    caplog.set_level("INFO", logger="sagas.console")
+    client = signed_in(INTERNAL)
+    sign_in(browser(), "a-wrong-key-typed-in")
+    events = [(r.getMessage(), getattr(r, "event", None)) for r in caplog.records]
+    assert ("console sign-in", "console_sign_in") in events
+    assert ("console sign-in refused", "console_sign_in_refused") in events
+    signed = next(r for r in caplog.records if r.getMessage() == "console sign-in")
+    assert signed.role == "internal" and signed.key_id == client.session["console_key_id"]
+    for record in caplog.records:
+        text = repr(record.__dict__)
+        assert settings.INTERNAL_API_KEY not in text and "a-wrong-key-typed-in" not in text
