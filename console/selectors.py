@@ -1,10 +1,12 @@
-"""The one read the API has no counterpart for: the last hour's starts and finishes,
-minute by minute, for the status page's charts (the figures themselves are
-sagas.selectors.saga_stats())."""
+"""Reads the API has no counterpart for: the last hour's starts and finishes, minute by
+minute, for the status page's charts (the figures themselves are
+sagas.selectors.saga_stats()), and the list of a definition's versions."""
 
 from datetime import datetime, timedelta
 
-from sagas.models import TERMINAL_STATUSES, SagaInstance
+from django.db.models import QuerySet
+
+from sagas.models import TERMINAL_STATUSES, SagaDefinition, SagaInstance
 
 HOUR = timedelta(hours=1)
 
@@ -24,4 +26,13 @@ def sagas_finished_since(*, since: datetime) -> list[tuple[datetime, datetime]]:
         SagaInstance.objects.filter(finished_at__gte=since, status__in=TERMINAL_STATUSES)
         .values_list("created_at", "finished_at")
         .iterator()
+    )
+
+
+def definition_versions(*, name: str) -> QuerySet[SagaDefinition]:
+    """Every version of `name`, newest first (the unique index on name and version)."""
+    return (
+        SagaDefinition.objects.filter(name=name)
+        .order_by("-version")
+        .only("name", "version", "created_at")
     )

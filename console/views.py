@@ -2,7 +2,6 @@
 through its services, and hands the template what console/presenters.py shaped."""
 
 import functools
-import logging
 from urllib.parse import urlencode
 
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -21,9 +20,7 @@ from sagas import selectors
 from sagas.api.serializers import AttemptSerializer
 from sagas.engine.control import Actor
 from sagas.errors import Conflict, Invalid
-from sagas.models import TERMINAL_STATUSES, SagaDefinition, SagaStatus
-
-logger = logging.getLogger("sagas.console")
+from sagas.models import TERMINAL_STATUSES, SagaStatus
 
 
 def render(request, template: str, context: dict, status: int = 200):
@@ -237,7 +234,7 @@ def definition_detail(request, name: str):
     definition = selectors.definition_get(name=name, version=number)
     if definition is None:
         return error_page(request, 404, "No such definition", f"No definition {name} {version}.")
-    versions = SagaDefinition.objects.filter(name=name).order_by("-version")
+    versions = console_selectors.definition_versions(name=name)
     context = {
         "definition": definition,
         "versions": versions,
