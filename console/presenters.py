@@ -59,6 +59,22 @@ def compact_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def alert_words(alert: dict) -> dict:
+    """An alert of saga_stats() with its value and threshold as an operator reads them:
+    rates and ratios in %, durations in ms or s."""
+    timed = "duration" in alert["name"] or "response_time" in alert["name"]
+    shown = duration_words if timed else _percent  # else a rate or a ratio
+    return {
+        **alert,
+        "value_text": shown(alert["value"]),
+        "threshold_text": shown(alert["threshold"]),
+    }
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio * 100:.1f} %"
+
+
 # --- The timeline ------------------------------------------------------------------------
 
 WIDTH = 1000  # viewBox units of the time axis

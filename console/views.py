@@ -254,8 +254,10 @@ def status_page(request):
     started = presenters.minute_buckets(console_selectors.sagas_started_since(since=since), now=now)
     spans = console_selectors.sagas_finished_since(since=since)
     finished = presenters.minute_buckets([f for _, f in spans], now=now)
+    stats = selectors.saga_stats(now=now)
     context = {
-        "stats": selectors.saga_stats(now=now),
+        "stats": stats,
+        "alerts": [presenters.alert_words(alert) for alert in stats["alerts"]],
         "health": health_report(),
         "charts": [
             {"title": "Started per minute", "unit": "", **presenters.chart_bars(started)},

@@ -353,6 +353,7 @@ def test_status_page_shows_figures_health_and_charts(checkout):
     html = response.content.decode()
     assert "Success rate (1 h)" in html and "50 %" in html
     assert "compensation_rate_high" in html  # 50% compensated: an alert
+    assert "(now 50.0 %, threshold 10.0 %)" in html
     assert ">database<" in html.replace("<td>", ">").replace("</td>", "<")
     assert html.count('<figure class="chart">') == 3
     assert html.count('class="chart-bar"') >= 4  # 2 starts, 2 finishes… in their minutes

@@ -66,6 +66,22 @@ function startRefreshing() {
   }, seconds * 1000);
 }
 
+// JSON fields (input patch, skipped response) say at once when their text is not JSON;
+// the service checks them again.
+document.addEventListener("input", (event) => {
+  const field = event.target;
+  if (!field.matches("textarea[data-json]")) return;
+  let problem = "";
+  if (field.value.trim() !== "") {
+    try {
+      JSON.parse(field.value);
+    } catch (error) {
+      problem = `Not valid JSON: ${error.message}`;
+    }
+  }
+  field.setCustomValidity(problem);
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   openAttempt(location.hash);
   startRefreshing();
