@@ -309,6 +309,9 @@ def test_the_internal_key_pauses_and_resumes_with_an_input_patch(
     page.goto(f"{service}/console/sagas/{started['id']}/")
     page.get_by_text("paused: charge_payment failed").wait_for(timeout=30000)  # refreshed
     page.locator("#form-resume").wait_for()  # the actions follow the status
+    patch = page.locator("#form-resume").get_by_label("Input patch")
+    patch.fill('{"card": visa}')  # the page says at once that this is not JSON
+    assert "Not valid JSON" in patch.evaluate("field => field.validationMessage")
     act(page, "resume", "customer gave another card", patch='{"card": "visa"}')
     page.get_by_text("completed: every step succeeded").wait_for(timeout=30000)
     history = page.locator("table.history").inner_text()
