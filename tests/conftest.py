@@ -18,6 +18,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.participants import ParticipantServer
+
 
 def on_sqlite() -> bool:
     return settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
@@ -60,6 +62,14 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.fixture
+def participants() -> ParticipantServer:
+    """A scripted participant server on loopback (tests/participants.py)."""
+    server = ParticipantServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

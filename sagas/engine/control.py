@@ -19,33 +19,18 @@ from django.utils import timezone
 from sagas.engine.repair import Resume, pause_refusal, resume_apply, resume_refusal
 from sagas.engine.store import event_emit, history_insert, saga_locked, saga_update
 from sagas.engine.transitions import (
+    PERSISTED,
     SagaState,
     cancel_apply,
     cancel_refusal,
     history_event,
     pause_apply,
+    state_of,
 )
 from sagas.engine.wakeup import wake_workers
 from sagas.errors import Conflict, Invalid
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_depth, merge_patch
 from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
-
-# The columns of the engine's state a change from outside may write (cf. SagaState).
-STATE_FIELDS = (
-    "status",
-    "phase",
-    "current_step",
-    "steps",
-    "error",
-    "cause",
-    "cancel_requested",
-    "pause_request",
-    "paused_at",
-    "rewind_step",
-    "deadline_at",
-    "next_attempt_at",
-    "finished_at",
-)
 
 
 @dataclass(frozen=True)
@@ -117,8 +102,14 @@ def _cancel_paused(state: SagaState, now: datetime) -> None:
 
 def _finished_event(saga: SagaInstance) -> dict:
     took = saga.finished_at - saga.created_at
-    return {
-        "event": "finished",
+    duration_ms = round(took.total_seconds() * 1000, 3)
+    return _log_event(saga, "finished", duration_ms=duration_ms, error=saga.error["code"])
+
+
+def _log_event(saga: SagaInstance, event: str, **extra) -> dict:
+    """A `SAGA …` line's fields (store/events.py) for a change made here."""
+    fields = {
+        "event": event,
         "saga_id": str(saga.id),
         "definition": saga.definition_name,
         "status": str(saga.status),
@@ -126,9 +117,10 @@ def _finished_event(saga: SagaInstance) -> dict:
         "phase": str(saga.phase),
         "attempt": None,
         "outcome": str(saga.status),
-        "duration_ms": round(took.total_seconds() * 1000, 3),
-        "error": saga.error["code"],
+        "duration_ms": None,
+        "error": None,
     }
+    return fields | extra
 
 
 def _request_cancel(saga: SagaInstance, now: datetime) -> None:
@@ -260,31 +252,16 @@ def _state_change(saga: SagaInstance, now: datetime, change) -> list[dict]:
     the history events it caused. The row is due now if the change left work to do."""
     state = _state_of(saga)
     change(state, now)
-    for name in STATE_FIELDS:
+    for name in PERSISTED:
         setattr(saga, name, getattr(state, name))
     saga.lease_token, saga.lease_owner, saga.lease_expires_at = None, "", None
-    saga_update(saga, [*STATE_FIELDS, "lease_token", "lease_owner", "lease_expires_at"])
+    saga_update(saga, [*PERSISTED, "lease_token", "lease_owner", "lease_expires_at"])
     transaction.on_commit(wake_workers)
     return state.events
 
 
 def _state_of(saga: SagaInstance) -> SagaState:
-    return SagaState(
-        status=saga.status,
-        phase=saga.phase,
-        current_step=saga.current_step,
-        steps=[dict(step) for step in saga.steps],
-        error=saga.error,
-        cause=saga.cause,
-        cancel_requested=saga.cancel_requested,
-        deadline_at=saga.deadline_at,
-        next_attempt_at=saga.next_attempt_at,
-        started_at=saga.started_at,
-        finished_at=saga.finished_at,
-        pause_request=saga.pause_request,
-        paused_at=saga.paused_at,
-        rewind_step=saga.rewind_step,
-    )
+    return state_of({**vars(saga), "steps": [dict(step) for step in saga.steps]})
 
 
 def _unheld(saga: SagaInstance, now: datetime) -> bool:
@@ -299,20 +276,6 @@ def _action_event(event, now, actor: Actor, reason: str, details=None) -> dict:
 
 def _after(saga: SagaInstance, action: str, actor: Actor, reason: str) -> None:
     """Once committed: wake the workers, and one `SAGA <action>` line with who and why."""
-    event = {
-        "event": action,
-        "saga_id": str(saga.id),
-        "definition": saga.definition_name,
-        "status": str(saga.status),
-        "step": None,
-        "phase": str(saga.phase),
-        "attempt": None,
-        "outcome": str(saga.status),
-        "duration_ms": None,
-        "error": None,
-        "actor": actor.role,
-        "key_id": actor.key_id,
-        "reason": reason,
-    }
+    event = _log_event(saga, action, actor=actor.role, key_id=actor.key_id, reason=reason)
     transaction.on_commit(wake_workers)
     transaction.on_commit(lambda: event_emit(event))

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sagas.engine.transitions import SagaState, needs_undo, step_rerun, step_run
+from sagas.engine.transitions import (
+    SagaState,
+    certain_failures_mark,
+    needs_undo,
+    step_rerun,
+    step_run,
+)
 from sagas.errors import Invalid
 from sagas.models import Phase, SagaStatus, StepStatus
 
@@ -105,6 +111,7 @@ def _skip(state: SagaState, stopped: int, response: Any) -> None:
 
 def _rewind(state: SagaState, target: int, stopped: int) -> None:
     last = min(stopped, len(state.steps) - 1)
+    certain_failures_mark(state.steps[target : last + 1])
     if any(needs_undo(step) for step in state.steps[target : last + 1]):
         # Undo first (transitions._next_compensation walks back to `rewind_step`).
         state.phase = Phase.COMPENSATION

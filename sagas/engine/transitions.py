@@ -80,6 +80,30 @@ class SagaState:
         self.events.append(history_event(event, now, step, details=details or None))
 
 
+# The fields of SagaState a saga's row keeps (columns of the same names).
+PERSISTED = (
+    "status",
+    "phase",
+    "current_step",
+    "steps",
+    "error",
+    "cause",
+    "cancel_requested",
+    "deadline_at",
+    "next_attempt_at",
+    "started_at",
+    "finished_at",
+    "pause_request",
+    "paused_at",
+    "rewind_step",
+)
+
+
+def state_of(values) -> SagaState:
+    """A saga's state from its row's values (a mapping with the PERSISTED names)."""
+    return SagaState(**{name: values[name] for name in PERSISTED})
+
+
 def history_event(
     event: str,
     now: datetime,
@@ -358,9 +382,12 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
         return
     state.record("step_failed", now, step["name"], **_call_details(call, step, result))
     cause = _error(ErrorCode.STEP_FAILED, step["name"], result.error)
-    if plan.steps[call.index].on_failure == OnFailure.PAUSE:
+    # A pause asked for while the step ran wins too: nothing is undone before the operator
+    # has looked (the pause is theirs in the history).
+    request = state.pause_request
+    if plan.steps[call.index].on_failure == OnFailure.PAUSE or request is not None:
         step["status"] = StepStatus.FAILED  # `uncertain` still says if it may have happened
-        _pause(state, now, cause, history_event("paused", now, step["name"]))
+        _pause(state, now, cause, _pause_event(now, step["name"], request))
         return
     _compensation_begin(state, cause, now)
 
@@ -375,14 +402,21 @@ def _call_details(call: Call, step: dict, result: CallResult) -> dict:
 
 def pause_apply(state: SagaState, now: datetime, request: dict) -> None:
     """An operator's pause: the saga stops before its next action (§9.2)."""
-    event = history_event(
+    _pause(state, now, None, _pause_event(now, None, request))
+
+
+def _pause_event(now: datetime, step: str | None, request: dict | None) -> dict:
+    """The `paused` event: the operator's when one asked for it, else the system's."""
+    if request is None:
+        return history_event("paused", now, step)
+    return history_event(
         "paused",
         now,
+        step,
         actor=request.get("actor", "internal"),
         key_id=request.get("key_id", ""),
         reason=request.get("reason", ""),
     )
-    _pause(state, now, None, event)
 
 
 def _pause(state: SagaState, now: datetime, error: dict | None, event: dict) -> None:
@@ -429,10 +463,16 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
     for step in state.steps:
         if step["status"] == StepStatus.PENDING:
             step["status"] = StepStatus.SKIPPED
-        elif step["status"] == StepStatus.RUNNING and not _may_have_happened(step):
-            step["status"] = StepStatus.FAILED  # every attempt certainly failed: nothing to undo
+    certain_failures_mark(state.steps)
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now
+
+
+def certain_failures_mark(steps: list[dict]) -> None:
+    """A running step whose every attempt certainly failed has nothing to undo: failed."""
+    for step in steps:
+        if step["status"] == StepStatus.RUNNING and not _may_have_happened(step):
+            step["status"] = StepStatus.FAILED
 
 
 def _may_have_happened(step: dict) -> bool:

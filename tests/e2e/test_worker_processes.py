@@ -11,35 +11,13 @@ import redis
 
 from sagas.engine.wakeup import wake_workers
 from sagas.models import SagaAttempt, SagaInstance, WorkerHeartbeat
-from tests.e2e.workers import WorkerProcess
-from tests.participants import ParticipantServer, Reply
+from tests.participants import Reply
 from tests.saga_builders import attempts, call, definition_create, saga_create, saga_get, step
 from tests.support import free_port, wait_until
 
 # On SQLite too (`make run` runs its worker as a process beside the API): the claim, the
 # lease and kill -9 recovery across processes on one database file.
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-
-@pytest.fixture
-def participants():
-    server = ParticipantServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started = []
-
-    def start(**kwargs) -> WorkerProcess:
-        process = WorkerProcess(tmp_path, **kwargs)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
 
 
 def two_steps(participants, name="e2e", **retry):

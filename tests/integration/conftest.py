@@ -1,16 +1,9 @@
-"""Engine fixtures: a scripted participant server and a worker driven a tick at a time."""
+"""Engine fixtures: a worker driven a tick at a time (the participant server is shared:
+tests/conftest.py)."""
 
 import pytest
 
 from sagas.engine.worker import Worker
-from tests.participants import ParticipantServer
-
-
-@pytest.fixture
-def participants():
-    server = ParticipantServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from django.utils import timezone
 
-from sagas.models import SagaAttempt, SagaDefinition, SagaInstance
+from sagas.models import SagaAttempt, SagaDefinition, SagaEvent, SagaInstance
 from tests.builders import definition_create, saga_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
@@ -38,7 +39,7 @@ def sagas():
     recent = saga_create(definition, status="completed", finished_days_ago=5, attempts=1)
     old_failed = saga_create(definition, status="failed", finished_days_ago=40, attempts=2)
     recent_failed = saga_create(definition, status="failed", finished_days_ago=5, attempts=1)
-    # `paused` comes with issue 10's pause; an old `finished_at` on the row must not matter.
+    # An old `finished_at` on a paused saga's row must not matter.
     paused = saga_create(definition, status="paused", finished_days_ago=40, attempts=2)
     unfinished = [
         saga_create(definition, status=status, attempts=3)
@@ -69,6 +70,13 @@ def test_deletes_old_finished_sagas_and_their_logs_in_batches(sagas):
     assert attempts_of([sagas["paused"]]) == 2
     assert SagaAttempt.objects.count() == 1 + 2 + 1 + 2 + 3 * 3
     assert SagaDefinition.objects.count() == 1  # definitions are kept
+
+
+def test_the_history_goes_with_its_saga(sagas):
+    for saga in [*sagas["old"], sagas["paused"]]:
+        SagaEvent.objects.create(saga=saga, at=timezone.now(), event="started", actor="client")
+    cleanup("--older-than-days", "30")
+    assert list(SagaEvent.objects.values_list("saga_id", flat=True)) == [sagas["paused"].id]
 
 
 def test_include_failed_deletes_old_failed_sagas_and_their_logs(sagas):

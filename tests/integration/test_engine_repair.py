@@ -80,6 +80,18 @@ def order(participants, *, on_failure="pause", timeout_seconds=60.0, retry=None)
     )
 
 
+def address_in_flight(participants, worker):
+    """A saga whose `address` call is held in flight by the worker ticking in a thread:
+    (saga, the held reply to release, the thread)."""
+    definition = order(participants, on_failure="compensate")
+    held = Held(Reply(201, {"label": "L-1"}))
+    participants.script("POST", "/address", held)
+    saga = saga_create(definition, {"street": "3 Oak"})
+    runner = in_thread(lambda: [worker.tick() for _ in range(3)])
+    wait_until(lambda: participants.received("POST", "/address"))
+    return saga, held, runner
+
+
 def keys(participants, method, path):
     return [r.header("Idempotency-Key") for r in participants.received(method, path)]
 
@@ -203,12 +215,7 @@ def test_skip_marks_the_step_succeeded_and_later_templates_use_its_response(part
 
 
 def test_pause_while_a_call_is_in_flight_records_it_and_calls_nothing_more(participants, worker):
-    definition = order(participants, on_failure="compensate")
-    held = Held(Reply(201, {"label": "L-1"}))
-    participants.script("POST", "/address", held)
-    saga = saga_create(definition, {"street": "3 Oak"})
-    runner = in_thread(lambda: [worker.tick() for _ in range(3)])
-    wait_until(lambda: participants.received("POST", "/address"))
+    saga, held, runner = address_in_flight(participants, worker)
 
     control.saga_pause(saga_id=saga.id, actor=OPERATOR, reason="hold on")
     assert saga_get(saga).status == "running"  # its worker pauses it at the next transition
@@ -361,12 +368,7 @@ def test_a_pending_saga_pauses_at_once_and_a_cancel_then_wins(participants, work
 
 
 def test_a_cancel_accepted_while_a_pause_is_pending_wins(participants, worker):
-    definition = order(participants, on_failure="compensate")
-    held = Held(Reply(201, {"label": "L-5"}))
-    participants.script("POST", "/address", held)
-    saga = saga_create(definition, {"street": "10 Elm"})
-    runner = in_thread(lambda: [worker.tick() for _ in range(3)])
-    wait_until(lambda: participants.received("POST", "/address"))
+    saga, held, runner = address_in_flight(participants, worker)
 
     control.saga_pause(saga_id=saga.id, actor=OPERATOR)
     control.saga_cancel(saga_id=saga.id, actor=OPERATOR)

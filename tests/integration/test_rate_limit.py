@@ -216,7 +216,14 @@ def warnings_of(records):
     return [r for r in records if r.name == "sagas.ratelimit" and r.levelno == logging.WARNING]
 
 
-def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
+@pytest.fixture
+def no_recent_warning(monkeypatch):
+    """The warning is once per interval per process: another test's warning in this
+    process must not silence this test's first one."""
+    monkeypatch.setattr(throttling._warnings, "warned_at", None)
+
+
+def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch, no_recent_warning):
     monkeypatch.setattr(throttling._warnings, "interval", 0.5)
     monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.0)
     with throwaway_redis() as (redis_process, port), captured_logs() as (_, records):
@@ -240,7 +247,7 @@ def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch):
     assert "Redis unreachable" in warnings_of(records)[0].getMessage()
 
 
-def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch):
+def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch, no_recent_warning):
     monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 0.3)
     with throwaway_redis() as (first, port):
         with security_settings(limit=5, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:

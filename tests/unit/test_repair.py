@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from sagas.engine.calls import idempotency_key
+from sagas.engine.outcomes import CallResult
 from sagas.engine.repair import Resume, pause_refusal, resume_apply, resume_refusal
 from sagas.engine.transitions import (
     Call,
@@ -218,3 +219,27 @@ def test_pause_apply_keeps_who_asked():
             "details": None,
         }
     ]
+
+
+def test_a_step_failing_for_good_while_a_pause_is_pending_pauses_instead_of_compensating():
+    p = plan(attempts=1)  # on_failure: compensate
+    state, call = decide(new_state(p), p, NOW)
+    state = call_start(state, call, NOW)
+    state.pause_request = {"actor": "internal", "key_id": "k", "reason": "look first"}
+    state = call_settle(state, p, call, REJECTED, NOW, 0.0)
+    assert state.status == "paused" and statuses(state)[0] == "failed"
+    assert state.error["code"] == "step_failed"
+    assert (state.events[-1]["event"], state.events[-1]["reason"]) == ("paused", "look first")
+
+
+def test_a_rewind_does_not_undo_a_step_whose_attempts_certainly_failed():
+    p = plan(attempts=3)
+    state, call = decide(new_state(p), p, NOW)
+    state = call_settle(call_start(state, call, NOW), p, call, OK, NOW, 0.0)
+    state, call = decide(state, p, NOW)
+    refused = CallResult("retryable_error", None, None, "connection refused")
+    state = call_settle(call_start(state, call, NOW), p, call, refused, NOW, 0.0)
+    pause_apply(state, NOW, {"actor": "internal"})  # between two retries of b
+    resume_apply(state, Resume(from_step="b"), NOW)
+    assert state.phase == "action" and state.current_step == 1
+    assert state.steps[1]["status"] == "pending" and state.steps[1]["run"] == 2

@@ -20,26 +20,15 @@ from django.utils import timezone
 from sagas.engine.store import dialect
 from sagas.engine.store.records import Claimed, Lease
 from sagas.engine.trace_context import trace_stored
-from sagas.engine.transitions import SagaState
+from sagas.engine.transitions import PERSISTED, state_of
 from sagas.models import ACTIVE_STATUSES, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
 ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+# The saga's state, and what its run needs besides.
 CLAIMED_COLUMNS = (
     "id",
-    "status",
-    "phase",
-    "current_step",
-    "steps",
-    "error",
-    "cause",
-    "cancel_requested",
-    "pause_request",
-    "paused_at",
-    "rewind_step",
-    "deadline_at",
-    "started_at",
-    "finished_at",
+    *(name for name in PERSISTED if name != "next_attempt_at"),
     "input",
     "definition_id",
     "definition_name",
@@ -123,23 +112,8 @@ def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
         request_id=row["request_id"] or row["id"].hex,
         trace=trace_stored(row["traceparent"], row["tracestate"], row["id"].hex),
     )
-    state = SagaState(
-        status=row["status"],
-        phase=row["phase"],
-        current_step=row["current_step"],
-        steps=row["steps"],
-        error=row["error"],
-        cause=row["cause"],
-        cancel_requested=row["cancel_requested"],
-        pause_request=row["pause_request"],
-        paused_at=row["paused_at"],
-        rewind_step=row["rewind_step"],
-        deadline_at=row["deadline_at"],
-        # Its due time has come (or its holder's lease ran out): due now.
-        next_attempt_at=None,
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
+    # Its due time has come (or its holder's lease ran out): due now.
+    state = state_of(row | {"next_attempt_at": None})
     return Claimed(lease, state, row["input"], row["definition_id"])
 
 

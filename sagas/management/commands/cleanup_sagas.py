@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaInstance, SagaStatus
+from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaEvent, SagaInstance, SagaStatus
 
 logger = logging.getLogger("sagas.cleanup")
 
@@ -27,10 +27,8 @@ logger = logging.getLogger("sagas.cleanup")
 MAX_DAYS = 36_600  # a century
 MAX_BATCH_SIZE = 100_000
 
-# Issue 10's pause brings this status; nothing produces it yet. The rule is on the value so
-# that a paused saga is never deleted by age, whatever the pause code sets on its row
-# (a status among TERMINAL_STATUSES, a `finished_at`).
-PAUSED = "paused"
+PAUSED = SagaStatus.PAUSED  # not terminal; named here too, so that no change to the
+# terminal statuses can ever make a paused saga deletable by age
 
 
 def deletable_statuses(*, include_failed: bool) -> list[str]:
@@ -57,7 +55,8 @@ def sagas_kept_for_operator(*, cutoff: datetime, include_failed: bool) -> dict[s
 def sagas_delete_batch(
     *, cutoff: datetime, batch_size: int, include_failed: bool
 ) -> tuple[int, int]:
-    """Delete up to `batch_size` expired sagas and their attempts; (sagas, attempts)."""
+    """Delete up to `batch_size` expired sagas with their attempts and history rows;
+    (sagas, attempts)."""
     with transaction.atomic():
         # Lock the batch (skipping rows another transaction holds): a `retry` of a failed
         # saga waits for this short transaction instead of racing it.
@@ -71,6 +70,7 @@ def sagas_delete_batch(
             return 0, 0
         sagas = SagaInstance.objects.filter(id__in=ids)
         attempts, _ = SagaAttempt.objects.filter(saga__in=sagas).delete()
+        SagaEvent.objects.filter(saga__in=sagas).delete()
         deleted, _ = sagas.delete()
     return deleted, attempts
 
