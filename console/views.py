@@ -140,9 +140,17 @@ def saga_context(request, saga) -> dict:
             for event in selectors.saga_history(saga_id=saga.id)
         ],
         "active": saga.status not in TERMINAL_STATUSES,
+        # A saga waiting out a retry delay: when its next call is due.
+        "next_attempt_at": _retry_due(saga, now),
         "actions": _actions_offered(request, saga),
         "step_names": [step["name"] for step in saga.steps],
     }
+
+
+def _retry_due(saga, now):
+    due = saga.next_attempt_at
+    waiting = saga.status in ("running", "compensating") and due is not None and due > now
+    return due if waiting else None
 
 
 def _attempt_view(index: int, entry: dict) -> dict:

@@ -22,7 +22,7 @@ from django.db import connection
 
 from sagas.models import TERMINAL_STATUSES, SagaInstance
 from tests.e2e.test_docs_browser import browser, offline_page  # noqa: F401 (fixture)
-from tests.e2e.workers import ROOT, WorkerProcess
+from tests.e2e.workers import ROOT
 from tests.gunicorn_server import gunicorn
 from tests.saga_builders import definition_create
 from tests.support import free_port, wait_until
@@ -81,7 +81,7 @@ def api(base: str, method: str, path: str, key: str, **kwargs):
 
 
 @pytest.fixture
-def demo_sagas(service, demo_port, tmp_path):
+def demo_sagas(service, demo_port, workers):
     """A completed saga, two compensated ones (a declined card; a shipping outage,
     retried), run by a saga worker process, and one still pending; by name."""
     text = (ROOT / "examples/order_checkout.json").read_text()
@@ -93,14 +93,12 @@ def demo_sagas(service, demo_port, tmp_path):
         "outage": {**ORDER, "order_id": "A-3", "fail": "shipping"},
     }
     sagas = {}
-    worker = WorkerProcess(tmp_path)
-    try:
-        for name, saga_input in inputs.items():
-            body = {"definition": "order_checkout", "input": saga_input}
-            started = api(service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=body)
-            sagas[name] = wait_until(lambda s=started: finished(s["id"]), timeout=30)
-    finally:
-        worker.close()
+    worker = workers()
+    for name, saga_input in inputs.items():
+        body = {"definition": "order_checkout", "input": saga_input}
+        started = api(service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=body)
+        sagas[name] = wait_until(lambda s=started: finished(s["id"]), timeout=30)
+    worker.close()  # the pending saga below stays pending
     body = {"definition": "order_checkout", "input": {**ORDER, "order_id": "A-4"}}
     sagas["pending"] = api(service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=body)
     return sagas
@@ -254,7 +252,7 @@ def test_the_client_key_has_no_internal_actions_and_their_posts_are_refused(
 
 
 @pytest.fixture
-def repair_case(service, demo_port, tmp_path):
+def repair_case(service, demo_port, workers):
     """The demo's checkout with `on_failure: pause` on the payment (ORM: the API takes the
     option later), a saga left pending (no worker yet), and `start_worker()`."""
     text = (ROOT / "examples/order_checkout.json").read_text()
@@ -264,16 +262,7 @@ def repair_case(service, demo_port, tmp_path):
     body = {"definition": "checkout_pausing", "input": ORDER}
     pending = api(service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=body)
     declined = {"definition": "checkout_pausing", "input": {**ORDER, "card": "declined"}}
-    workers = []
-    try:
-        yield {
-            "pending": pending["id"],
-            "declined": declined,
-            "start_worker": lambda: workers.append(WorkerProcess(tmp_path)),
-        }
-    finally:
-        for worker in workers:
-            worker.close()
+    return {"pending": pending["id"], "declined": declined, "start_worker": workers}
 
 
 def act(page, action: str, reason: str, patch: str | None = None) -> None:

@@ -396,3 +396,10 @@ def test_sign_ins_are_logged_with_the_role_and_key_id_never_the_key(caplog):
     for record in caplog.records:
         text = repr(record.__dict__)
         assert settings.INTERNAL_API_KEY not in text and "a-wrong-key-typed-in" not in text
+
+
+def test_a_saga_waiting_out_a_retry_says_when_its_next_call_is_due(checkout):
+    due = timezone.now() + timedelta(seconds=30)
+    saga = saga_row(status="running", next_attempt_at=due)
+    html = signed_in(CLIENT).get(f"/console/sagas/{saga.id}/").content.decode()
+    assert f"{due:%Y-%m-%d %H:%M:%S} (a retry wait)" in html
