@@ -17,5 +17,7 @@ urlpatterns = [
     path("health/", include("health.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("console/", include("console.urls")),
+    # The front door: a browser pointed at the service lands in the operator console.
     path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("console", RedirectView.as_view(url="/console/", permanent=False)),
 ]

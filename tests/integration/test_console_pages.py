@@ -38,8 +38,9 @@ def assert_console_headers(response):
 
 
 def test_root_redirects_to_the_console():
-    response = browser().get("/")
-    assert response.status_code == 302 and response["Location"] == "/console/"
+    for path in ("/", "/console"):
+        response = browser().get(path)
+        assert response.status_code == 302 and response["Location"] == "/console/"
 
 
 def test_signed_out_pages_lead_to_the_sign_in_form():
