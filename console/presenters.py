@@ -196,6 +196,8 @@ def _ticks(total: float, scale: float, axis_y: int) -> list[dict]:
 def duration_words(ms: float | None) -> str:
     if ms is None:
         return "—"
+    if ms < 10:
+        return f"{ms:.1f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
     if ms < 60_000:
