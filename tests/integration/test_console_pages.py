@@ -404,3 +404,28 @@ def test_a_saga_waiting_out_a_retry_says_when_its_next_call_is_due(checkout):
     saga = saga_row(status="running", next_attempt_at=due)
     html = signed_in(CLIENT).get(f"/console/sagas/{saga.id}/").content.decode()
     assert f"{due:%Y-%m-%d %H:%M:%S} (a retry wait)" in html
+
+
+def test_every_console_response_carries_the_headers_and_no_key(checkout):
+    saga = finished_saga("failed")
+    client = signed_in(INTERNAL)
+    answers = {
+        "/console/": 200,
+        f"/console/sagas/{saga.id}/": 200,
+        f"/console/sagas/{uuid.uuid4()}/": 404,
+        "/console/?status=nope": 400,
+        "/console/definitions/": 200,
+        "/console/definitions/checkout/": 200,
+        "/console/definitions/nothing/": 404,
+        "/console/status/": 200,
+        "/console/logout/": 200,
+        "/console/sign-in/": 302,
+    }
+    for path, status in answers.items():
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert_console_headers(response)
+        assert no_key_in(response), path
+    refused = client.post(f"/console/sagas/{saga.id}/retry/", {"confirm": "on"})  # no token
+    assert refused.status_code == 403
+    assert_console_headers(refused)
