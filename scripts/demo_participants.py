@@ -5,14 +5,18 @@
 Each step has an action and a compensation. Make a step fail from the saga input:
 `"card": "declined"` → the payment answers 422 (a business rejection: not retried, not
 compensated); `"fail": "shipping"` → shipping answers 503 (retried, then compensated with
-the others, because a 503 may have taken effect). Replays of an Idempotency-Key get the
-first answer again, as a real participant would. Standard library only.
+the others, because a 503 may have taken effect); an `address` that does not start with a
+house number ("Main St") → shipping answers 422 (with `examples/order_checkout_repairable.json`
+the saga pauses for an operator to correct it: README, "Repairing a saga"). Replays of an
+Idempotency-Key get the first answer again, as a real participant would. Standard library
+only.
 """
 
 import argparse
 import itertools
 import json
 import os
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,11 +37,18 @@ def payment_charge(body: dict) -> tuple[int, dict]:
     return 201, {"payment_id": f"pay-{next(_ids)}", "amount": order.get("amount")}
 
 
+# A deliverable address starts with a house number: "1 Main St", not "Main St".
+DELIVERABLE = re.compile(r"\A\s*\d+\w*\s+\S")
+
+
 def shipping_create(body: dict) -> tuple[int, dict]:
     order = body.get("order") or {}
     if order.get("fail") == "shipping":
         return 503, {"error": "shipping service unavailable"}
-    return 201, {"shipment_id": f"ship-{next(_ids)}", "address": order.get("address")}
+    address = order.get("address")
+    if not isinstance(address, str) or not DELIVERABLE.match(address):
+        return 422, {"error": f"address not deliverable: {address!r} has no house number"}
+    return 201, {"shipment_id": f"ship-{next(_ids)}", "address": address}
 
 
 def undone(what: str):

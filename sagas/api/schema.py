@@ -18,7 +18,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "name": HEADER,
             "description": (
                 "SAGA_API_KEY (client role) or INTERNAL_API_KEY (internal role: also "
-                "creates definitions, retries failed sagas, reads /metrics)."
+                "creates definitions, retries, pauses and resumes sagas, reads /metrics)."
             ),
         }
 
@@ -41,6 +41,11 @@ ERRORS = {
 
 def errors(*codes: int) -> dict:
     return {code: ERRORS[code] for code in codes}
+
+
+def error_response(description: str) -> OpenApiResponse:
+    """An error answer described for one operation (its own 400 or 409 rules)."""
+    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 COMMON_DESCRIPTIONS = {
@@ -120,8 +125,24 @@ CHECKOUT_DEFINITION = {
     ],
 }
 
+# The same saga waiting for an operator when an action fails for good (DESIGN §9.2),
+# except the payment, whose failure is final: it compensates at once.
+REPAIRABLE_DEFINITION = {
+    **CHECKOUT_DEFINITION,
+    "name": "order_checkout_repairable",
+    "on_failure": "pause",
+    "steps": [
+        CHECKOUT_DEFINITION["steps"][0],
+        {**CHECKOUT_DEFINITION["steps"][1], "on_failure": "compensate"},
+        CHECKOUT_DEFINITION["steps"][2],
+    ],
+}
+
 DEFINITION_EXAMPLES = [
     OpenApiExample("Checkout saga", value=CHECKOUT_DEFINITION, request_only=True),
+    OpenApiExample(
+        "Pause for an operator on failure", value=REPAIRABLE_DEFINITION, request_only=True
+    ),
 ]
 
 START_EXAMPLES = [
@@ -150,6 +171,7 @@ START_EXAMPLES = [
 LOG_ENTRY_EXAMPLE = {
     "step": "reserve_inventory",
     "phase": "action",
+    "run": 1,
     "attempt": 1,
     "method": "POST",
     "url": "http://inventory:8001/reserve",
@@ -172,6 +194,181 @@ LOG_ENTRY_EXAMPLE = {
     "truncated": False,
 }
 
+# The same step's second run, after a resume: the key carries the run (DESIGN §9.2).
+SECOND_RUN_EXAMPLE = {
+    **LOG_ENTRY_EXAMPLE,
+    "run": 2,
+    "started_at": "2026-01-05T10:12:31.540000Z",
+    "request_headers": {
+        **LOG_ENTRY_EXAMPLE["request_headers"],
+        "Idempotency-Key": "0b6f7c1e-8d2a-4f51-9a43-3c1d5e7f9a10:reserve_inventory:action:2",
+    },
+    "response_body": {"reservation_id": "R-2"},
+}
+
+# drf-spectacular shows an example of a list response as a list of that one entry.
 LOG_EXAMPLES = [
-    OpenApiExample("A saga's calls", value=[LOG_ENTRY_EXAMPLE], response_only=True),
+    OpenApiExample("A call", value=LOG_ENTRY_EXAMPLE, response_only=True),
+    OpenApiExample("A step run again after a resume", value=SECOND_RUN_EXAMPLE, response_only=True),
+]
+
+# Operator actions (DESIGN §9.1, §9.2) -----------------------------------------------------
+
+REQUEST_ID = "5f0c2a9e4b7d41c8"
+KEY_ID = "3fa91c07"
+
+CONFLICT_CANCEL = (
+    "The saga is compensating or finished, or a cancel was already accepted; `status` "
+    "is its current status."
+)
+CONFLICT_PAUSE = (
+    "The saga is neither `pending` nor `running` (paused, compensating, finished), or a "
+    "pause is already pending, or a cancel was accepted; `status` is its current status."
+)
+INVALID_RESUME = (
+    "Nothing changed. `errors` names the field: an unknown key, a wrong type, a `reason` "
+    "over 500 characters; an `input_patch` that is not an object or leaves an input over "
+    "SAGA_MAX_INPUT_BYTES or nested deeper than 20 levels; a `from_step` that is unknown "
+    "or after the step where the saga stopped; `skip` together with `from_step`."
+)
+RESUME_DESCRIPTION = (
+    "202: the `paused` saga is `running` again; 409 when it is not paused.\n\n"
+    "- No body, `{}` or only a `reason`: continue where it stopped. A failed step is "
+    "attempted again with a fresh attempt budget; after an operator's pause, what was "
+    "next runs.\n"
+    "- `input_patch`: an RFC 7396 JSON Merge Patch of the saga's input, applied before "
+    "anything runs; later templates see the new input.\n"
+    "- `from_step`: rewind. The steps from where the saga stopped back to `from_step` "
+    "that succeeded or are uncertain are compensated first, in reverse order; then the "
+    "saga runs forward from `from_step`. Their earlier responses leave `steps` (they "
+    "stay in `/logs/` and `/history/`).\n"
+    "- `skip`: the stopped step is marked `succeeded` with the given `response` without "
+    "calling its participant; its compensation runs like any other's if the saga "
+    "compensates later.\n\n"
+    "A step that runs again is a new request for its participant: its Idempotency-Key "
+    "ends in `:n` for its n-th run (`<saga>:<step>:<action|compensation>:<n>`, n ≥ 2). "
+    "Except: a plain resume (no body, or only a `reason`) of a step whose last attempt "
+    "was uncertain, whose request renders the same, reuses that attempt's key, so the "
+    "participant can deduplicate. The `reason` and the change asked for are recorded "
+    "on the `resumed` history event."
+)
+
+REASON_EXAMPLES = [
+    OpenApiExample(
+        "With a reason",
+        value={"reason": "Customer called: order placed twice (ticket 4711)"},
+        request_only=True,
+    ),
+    OpenApiExample("Without a body", value={}, request_only=True),
+]
+
+
+def conflict_example(saga_status: str, detail: str) -> OpenApiExample:
+    """The 409 of an action refused while the saga is in `saga_status`."""
+    return OpenApiExample(
+        f"Refused while {saga_status}",
+        value={
+            "code": "conflict",
+            "detail": detail,
+            "status": saga_status,
+            "request_id": REQUEST_ID,
+        },
+        response_only=True,
+        status_codes=["409"],
+    )
+
+
+RESUME_EXAMPLES = [
+    OpenApiExample(
+        "Correct the input and retry the failed step",
+        value={
+            "input_patch": {"address": "1 Main St"},
+            "reason": "Address corrected with the customer",
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Rewind to an earlier step",
+        value={"from_step": "charge_payment", "reason": "Charge with the new card"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Skip the stopped step",
+        value={
+            "skip": {"response": {"shipment_id": "manual-17"}},
+            "reason": "Shipped by hand from the store",
+        },
+        request_only=True,
+    ),
+    OpenApiExample("Continue where it stopped", value={}, request_only=True),
+    OpenApiExample(
+        "A patch that is not an object",
+        value={
+            "code": "validation_error",
+            "detail": "Invalid input.",
+            "errors": {"input_patch": ["Must be a JSON object (an RFC 7396 merge patch)."]},
+            "request_id": REQUEST_ID,
+        },
+        response_only=True,
+        status_codes=["400"],
+    ),
+    conflict_example("running", "Saga is running; only paused sagas can be resumed."),
+]
+
+REJECTED = "HTTP 422: address not deliverable: 'Main St' has no house number"
+
+
+def _history_entry(at: str, event: str, step=None, actor="system", **fields) -> dict:
+    entry = {"at": f"2026-01-05T{at}Z", "event": event, "step": step, "actor": actor}
+    return entry | {"key_id": "", "reason": "", "details": None} | fields
+
+
+# A saga paused on a rejected address, repaired, completed (DESIGN §9.2).
+HISTORY_EXAMPLE = [
+    _history_entry("10:00:00.100000", "started", actor="client", key_id="8c41d2e0"),
+    _history_entry(
+        "10:00:00.160000",
+        "step_succeeded",
+        "reserve_inventory",
+        details={"phase": "action", "run": 1, "attempt": 1, "status_code": 201},
+    ),
+    _history_entry(
+        "10:00:00.240000",
+        "step_failed",
+        "ship_order",
+        details={
+            "phase": "action",
+            "run": 1,
+            "attempt": 1,
+            "status_code": 422,
+            "error": REJECTED,
+        },
+    ),
+    _history_entry(
+        "10:00:00.240000",
+        "paused",
+        "ship_order",
+        details={"error": {"code": "step_failed", "step": "ship_order", "message": REJECTED}},
+    ),
+    _history_entry(
+        "10:12:31.500000",
+        "resumed",
+        actor="internal",
+        key_id=KEY_ID,
+        reason="Address corrected with the customer",
+        details={"input_patch": {"address": "1 Main St"}},
+    ),
+    _history_entry(
+        "10:12:31.610000",
+        "step_succeeded",
+        "ship_order",
+        details={"phase": "action", "run": 2, "attempt": 1, "status_code": 201},
+    ),
+    _history_entry("10:12:31.620000", "finished", details={"status": "completed", "error": None}),
+]
+
+# drf-spectacular shows an example of a list response as a list of that one entry.
+HISTORY_EXAMPLES = [
+    OpenApiExample(f"{number}. {entry['event']}", value=entry, response_only=True)
+    for number, entry in enumerate(HISTORY_EXAMPLE, start=1)
 ]

@@ -36,6 +36,10 @@ MAX_DEFINITION_TIMEOUT = 604800.0
 MAX_CALL_TIMEOUT = 300.0
 DEFAULT_BACKOFF = 2.0
 DEFAULT_MAX_DELAY = 60.0
+# What an action that fails for good does (DESIGN §9.2): undo the saga, or wait for an operator.
+ON_FAILURE = ("compensate", "pause")
+DEFAULT_ON_FAILURE = "compensate"
+MAX_REASON = 500
 # Stands in for a placeholder when a templated URL is checked statically.
 DUMMY_SEGMENT = "x"
 
@@ -257,6 +261,10 @@ def retry_defaults() -> dict:
     }
 
 
+def on_failure_field(help_text: str) -> serializers.ChoiceField:
+    return serializers.ChoiceField(choices=ON_FAILURE, required=False, help_text=help_text)
+
+
 class StepSerializer(StrictSerializer):
     name = NameField()
     action = CallSerializer()
@@ -264,6 +272,10 @@ class StepSerializer(StrictSerializer):
         required=False, allow_null=True, help_text="Optional: the call that undoes the action."
     )
     retry = RetrySerializer(required=False, allow_null=True)
+    on_failure = on_failure_field(
+        "When the action fails for good: `compensate` (undo the saga) or `pause` (wait for "
+        "an operator). Default: the definition's `on_failure`. Stored on every step."
+    )
 
     def validate(self, attrs: dict) -> dict:
         return {
@@ -271,6 +283,8 @@ class StepSerializer(StrictSerializer):
             "action": attrs["action"],
             "compensation": attrs.get("compensation"),
             "retry": attrs.get("retry") or retry_defaults(),
+            # None here: the definition fills in its own value (DefinitionSerializer).
+            "on_failure": attrs.get("on_failure"),
         }
 
 
@@ -287,10 +301,16 @@ class DefinitionSerializer(StrictSerializer):
         max_value=MAX_DEFINITION_TIMEOUT,
         help_text="Whole-saga deadline in (0, 604800]; default SAGA_TIMEOUT.",
     )
+    on_failure = on_failure_field(
+        "When an action fails for good: `compensate` (default) or `pause`; a step's own "
+        "`on_failure` wins."
+    )
     steps = StepSerializer(many=True, min_length=1, max_length=MAX_STEPS)
 
     def validate(self, attrs: dict) -> dict:
-        steps = [dict(step) for step in attrs["steps"]]
+        on_failure = attrs.get("on_failure", DEFAULT_ON_FAILURE)
+        # The effective value on every step: the engine reads only the step's.
+        steps = [dict(step, on_failure=step["on_failure"] or on_failure) for step in attrs["steps"]]
         errors = _duplicate_name_errors(steps) or _template_errors(steps)
         if errors:
             raise serializers.ValidationError({"steps": errors})
@@ -298,6 +318,7 @@ class DefinitionSerializer(StrictSerializer):
             "name": attrs["name"],
             "description": attrs.get("description", ""),
             "timeout_seconds": attrs.get("timeout_seconds", float(settings.SAGA_TIMEOUT)),
+            "on_failure": on_failure,
             "steps": steps,
         }
 
@@ -437,6 +458,7 @@ class SagaSerializer(serializers.ModelSerializer):
     input = JsonObjectField()
     steps = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    pause_requested = serializers.SerializerMethodField()
 
     class Meta:
         model = SagaInstance
@@ -449,6 +471,7 @@ class SagaSerializer(serializers.ModelSerializer):
             "steps",
             "error",
             "cancel_requested",
+            "pause_requested",
             "created_at",
             "started_at",
             "finished_at",
@@ -471,6 +494,20 @@ class SagaSerializer(serializers.ModelSerializer):
     @extend_schema_field(SagaErrorSerializer(allow_null=True))
     def get_error(self, saga: SagaInstance):
         return saga.error
+
+    @extend_schema_field(
+        serializers.BooleanField(
+            help_text=(
+                "A pause was accepted and waits for the call in flight: the saga becomes "
+                "`paused` at its next transition."
+            )
+        )
+    )
+    def get_pause_requested(self, saga: SagaInstance) -> bool:
+        # The engine keeps the request on the row until a resume (who paused, for the
+        # history): only a saga not yet paused is still waiting for it.
+        waiting = saga.status in (SagaStatus.PENDING, SagaStatus.RUNNING)
+        return waiting and saga.pause_request is not None
 
 
 @functools.cache
@@ -499,6 +536,12 @@ class SagaFilterSerializer(serializers.Serializer):
 
 class AttemptSerializer(serializers.ModelSerializer):
     step = serializers.CharField()
+    run = serializers.IntegerField(
+        help_text=(
+            "Which run of the step the call belongs to: 1 for its first, n after the step "
+            "was started again by a resume (its Idempotency-Key then ends in `:n`)."
+        )
+    )
     outcome = serializers.ChoiceField(
         choices=["succeeded", "retryable_error", "permanent_error", "interrupted"],
         allow_null=True,
@@ -536,6 +579,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         fields = [
             "step",
             "phase",
+            "run",
             "attempt",
             "method",
             "url",
@@ -549,6 +593,121 @@ class AttemptSerializer(serializers.ModelSerializer):
             "response_body",
             "truncated",
         ]
+
+
+# Operator actions and history (DESIGN §9.2) ------------------------------------------------
+
+
+def reason_field() -> StrictCharField:
+    return StrictCharField(
+        max_length=MAX_REASON,
+        required=False,
+        allow_blank=True,
+        controls_ok="\t\n\r",
+        help_text="Why (at most 500 characters): recorded on the history event.",
+    )
+
+
+class ReasonSerializer(StrictSerializer):
+    """The optional body of cancel, retry and pause: no body, `{}` or `{"reason": …}`."""
+
+    reason = reason_field()
+
+    def validate(self, attrs: dict) -> dict:
+        return {"reason": attrs.get("reason", "")}
+
+
+class SkipSerializer(StrictSerializer):
+    response = JsonValueField(
+        allow_null=True,
+        help_text="Recorded as the step's response, as if its participant had answered it.",
+    )
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class MergePatchField(JsonValueField):
+    """Any JSON but null, passed on as sent: the service says why it is not a usable patch
+    (not an object, or a patched input too large or too deep)."""
+
+
+class ResumeSerializer(StrictSerializer):
+    """The body of resume; every part optional (nothing: continue where it stopped)."""
+
+    from_step = StrictCharField(
+        max_length=100,
+        required=False,
+        help_text=(
+            "Rewind: compensate the steps from where the saga stopped back to this one that "
+            "took or may have taken effect (reverse order), then run forward again from "
+            "it. Not after the stopped step."
+        ),
+    )
+    input_patch = MergePatchField(
+        required=False,
+        help_text=(
+            "An RFC 7396 JSON Merge Patch applied to the saga's input (`null` removes a "
+            "key); the result must be an object within SAGA_MAX_INPUT_BYTES and 20 levels."
+        ),
+    )
+    skip = SkipSerializer(
+        required=False,
+        help_text=(
+            "Mark the stopped step `succeeded` with this response without calling its "
+            "participant, then go on. Not with `from_step`."
+        ),
+    )
+    reason = reason_field()
+
+    def validate(self, attrs: dict) -> dict:
+        skip = attrs.get("skip")
+        return {
+            "reason": attrs.get("reason", ""),
+            "input_patch": attrs.get("input_patch"),  # never None when sent: null is refused
+            "from_step": attrs.get("from_step"),
+            "skip": dict(skip) if skip is not None else None,
+        }
+
+
+HISTORY_EVENTS = (
+    "started",
+    "step_succeeded",
+    "step_failed",
+    "paused",
+    "resumed",
+    "cancel_requested",
+    "compensating",
+    "retried",
+    "finished",
+)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One event of a saga's history: what happened, when, and who asked."""
+
+    at = serializers.DateTimeField()
+    event = serializers.ChoiceField(choices=HISTORY_EVENTS)
+    step = serializers.CharField(allow_null=True, help_text="The step concerned, if any.")
+    actor = serializers.ChoiceField(
+        choices=["system", "client", "internal"],
+        help_text="`system`: the engine; else the role of the API key that asked.",
+    )
+    key_id = serializers.CharField(
+        allow_blank=True,
+        help_text=(
+            "The first 8 hex characters of an HMAC-SHA256 of the key that asked (never the "
+            "key); empty for the system."
+        ),
+    )
+    reason = serializers.CharField(allow_blank=True, help_text="As the operator gave it.")
+    details = serializers.JSONField(
+        allow_null=True,
+        help_text=(
+            "The event's particulars: for a step event its `phase`, `run`, `attempt`, "
+            "`status_code` (and `error`); for `resumed` the `input_patch`, `from_step` or "
+            "`skip` given; for `paused` after a failure the saga's `error`; for "
+            "`compensating` its `cause`; for `finished` its `status` and `error` code."
+        ),
+    )
 
 
 # Status ---------------------------------------------------------------------------------

@@ -16,4 +16,7 @@ urlpatterns = [
     path("sagas/<uuid:saga_id>/logs/", views.SagaLogsView.as_view(), name="saga-logs"),
     path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
     path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
+    path("sagas/<uuid:saga_id>/pause/", views.SagaPauseView.as_view(), name="saga-pause"),
+    path("sagas/<uuid:saga_id>/resume/", views.SagaResumeView.as_view(), name="saga-resume"),
+    path("sagas/<uuid:saga_id>/history/", views.SagaHistoryView.as_view(), name="saga-history"),
 ]

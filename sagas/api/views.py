@@ -1,7 +1,7 @@
 """The REST API (DESIGN §3). Each view validates, calls one service or selector, serializes."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
@@ -10,13 +10,31 @@ from rest_framework.response import Response
 
 from sagas import selectors, services
 from sagas.api.auth import IsClient, IsInternal
-from sagas.api.schema import DEFINITION_EXAMPLES, ERRORS, LOG_EXAMPLES, START_EXAMPLES, errors
+from sagas.api.schema import (
+    CONFLICT_CANCEL,
+    CONFLICT_PAUSE,
+    DEFINITION_EXAMPLES,
+    ERRORS,
+    HISTORY_EXAMPLES,
+    INVALID_RESUME,
+    LOG_EXAMPLES,
+    REASON_EXAMPLES,
+    RESUME_DESCRIPTION,
+    RESUME_EXAMPLES,
+    START_EXAMPLES,
+    conflict_example,
+    error_response,
+    errors,
+)
 from sagas.api.serializers import (
     NAME_RE,
     AttemptSerializer,
     DefinitionOutSerializer,
     DefinitionQuerySerializer,
     DefinitionSerializer,
+    HistoryEntrySerializer,
+    ReasonSerializer,
+    ResumeSerializer,
     SagaFilterSerializer,
     SagaSerializer,
     SagaStartSerializer,
@@ -27,9 +45,13 @@ from sagas.api.serializers import (
 )
 from sagas.engine import control
 from sagas.engine.trace_context import trace_incoming
+from sagas.models import SagaInstance
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
+# The body of cancel, retry and pause is at most a 500-character reason: room for it with
+# every character escaped, and no more.
+REASON_BODY_BYTES = 16 * 1024
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
@@ -244,42 +266,177 @@ class SagaLogsView(GenericAPIView):
         return Response(AttemptSerializer(attempts, many=True).data)
 
 
-class SagaCancelView(GenericAPIView):
-    serializer_class = SagaSerializer
+class SagaHistoryView(GenericAPIView):
+    serializer_class = HistoryEntrySerializer
+    pagination_class = None
 
     @extend_schema(
+        operation_id="sagas_history",
+        summary="The lifecycle of a saga, in order (not paginated)",
+        description=(
+            "Every event: the engine's (`started`, `step_succeeded`, `step_failed`, "
+            "`paused`, `compensating`, `finished`) and the actions asked through the API "
+            "(`paused`, `resumed`, `cancel_requested`, `retried`), each with who asked "
+            "(role and `key_id`, never the key), the reason given and its details."
+        ),
+        responses={200: HistoryEntrySerializer(many=True), **errors(401, 404)},
+        examples=HISTORY_EXAMPLES,
+        tags=["sagas"],
+    )
+    def get(self, request, saga_id):
+        saga = _saga_or_404(saga_id)
+        history = selectors.saga_history(saga_id=saga.id)
+        return Response(HistoryEntrySerializer(history, many=True).data)
+
+
+def _actor(request) -> control.Actor:
+    """Who asks, as the history records it: the key's role and key_id, never the key."""
+    return control.Actor(request.user.role, request.user.key_id)
+
+
+class SagaActionView(GenericAPIView):
+    """POST /api/sagas/{id}/<action>/: validate the optional body, one `engine.control`
+    call (`act`), 202 with the saga. (The engine's event of the action, once committed,
+    counts it in saga_operator_actions_total.)"""
+
+    serializer_class = SagaSerializer
+    body_serializer = ReasonSerializer
+    # A reason is at most 500 characters: a body far larger is refused unread (413).
+    max_body_bytes = REASON_BODY_BYTES
+
+    def post(self, request, saga_id):
+        body = self.body_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        saga = self.act(saga_id=saga_id, actor=_actor(request), **body.validated_data)
+        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
+
+    def act(self, **arguments) -> SagaInstance:
+        raise NotImplementedError
+
+
+@extend_schema_view(
+    post=extend_schema(
         operation_id="sagas_cancel",
         summary="Cancel a saga",
         description=(
-            "202. A pending saga is cancelled at once; a running one compensates its "
-            "steps (the one in flight too, even the last) and ends `cancelled`. 409, with "
-            "the saga's current `status`, when it is compensating or finished, or a cancel "
-            "was already accepted."
+            "202. A pending saga is cancelled at once; a running or paused one compensates "
+            "the steps that took or may have taken effect (the one in flight too, even the "
+            "last) and ends `cancelled`. 409, with the saga's current `status`, when it is "
+            "compensating or finished, or a cancel was already accepted. The optional "
+            "`reason` is recorded on the `cancel_requested` history event."
         ),
-        request=None,
-        responses={202: SagaSerializer, **errors(401, 404, 409)},
+        request=ReasonSerializer,
+        responses={
+            202: SagaSerializer,
+            **errors(400, 401, 404, 413, 415),
+            409: error_response(CONFLICT_CANCEL),
+        },
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "completed",
+                "Saga is completed; only pending, running or paused sagas can be cancelled.",
+            ),
+        ],
         tags=["sagas"],
     )
-    def post(self, request, saga_id):
-        saga = control.saga_cancel(saga_id=saga_id)
-        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
+)
+class SagaCancelView(SagaActionView):
+    def act(self, **arguments) -> SagaInstance:
+        return control.saga_cancel(**arguments)
 
 
-class SagaRetryView(GenericAPIView):
-    serializer_class = SagaSerializer
-    permission_classes = [IsInternal]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         operation_id="sagas_retry",
         summary="Resume the compensation of a failed saga (internal key)",
-        description="202. Only a `failed` saga can be retried; 409 otherwise.",
-        request=None,
-        responses={202: SagaSerializer, **errors(401, 403, 404, 409)},
+        description=(
+            "202. Only a `failed` saga can be retried; 409 otherwise. The optional "
+            "`reason` is recorded on the `retried` history event."
+        ),
+        request=ReasonSerializer,
+        responses={
+            202: SagaSerializer,
+            **errors(400, 401, 403, 404, 413, 415),
+            409: error_response("The saga is not `failed`; `status` says what it is."),
+        },
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "completed", "Only failed sagas can be retried; this one is completed."
+            ),
+        ],
         tags=["sagas"],
     )
-    def post(self, request, saga_id):
-        saga = control.saga_retry(saga_id=saga_id)
-        return Response(saga_representation(saga), status=status.HTTP_202_ACCEPTED)
+)
+class SagaRetryView(SagaActionView):
+    permission_classes = [IsInternal]
+
+    def act(self, **arguments) -> SagaInstance:
+        return control.saga_retry(**arguments)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="sagas_pause",
+        summary="Pause a saga (internal key)",
+        description=(
+            "202. A `pending` or `running` saga becomes `paused` at its next transition: a "
+            "call in flight completes and is recorded first; a retry wait is cut short "
+            "(paused at once). Nothing is undone; `resume` or `cancel` it later. The "
+            "deadline does not run while paused. The optional `reason` is recorded on the "
+            "`paused` history event."
+        ),
+        request=ReasonSerializer,
+        responses={
+            202: SagaSerializer,
+            **errors(400, 401, 403, 404, 413, 415),
+            409: error_response(CONFLICT_PAUSE),
+        },
+        examples=[
+            *REASON_EXAMPLES,
+            conflict_example(
+                "compensating",
+                "Saga is compensating; only pending or running sagas can be paused.",
+            ),
+        ],
+        tags=["sagas"],
+    )
+)
+class SagaPauseView(SagaActionView):
+    permission_classes = [IsInternal]
+
+    def act(self, **arguments) -> SagaInstance:
+        return control.saga_pause(**arguments)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="sagas_resume",
+        summary="Resume a paused saga, optionally repaired (internal key)",
+        description=RESUME_DESCRIPTION,
+        request=ResumeSerializer,
+        responses={
+            202: SagaSerializer,
+            400: error_response(INVALID_RESUME),
+            **errors(401, 403, 404, 413, 415),
+            409: error_response("The saga is not `paused`; `status` says what it is."),
+        },
+        examples=RESUME_EXAMPLES,
+        tags=["sagas"],
+    )
+)
+class SagaResumeView(SagaActionView):
+    permission_classes = [IsInternal]
+    body_serializer = ResumeSerializer
+
+    @property
+    def max_body_bytes(self) -> int:
+        # An input patch may be as large as a start's whole input.
+        return settings.SAGA_MAX_INPUT_BYTES
+
+    def act(self, **arguments) -> SagaInstance:
+        return control.saga_resume(**arguments)
 
 
 class ServiceStatusView(GenericAPIView):

@@ -8,7 +8,9 @@ shared database, not a process.
 
 The `record_*` functions never raise (a metric must not break a saga). The engine's events
 reach them through `saga_event_record`, which sagas/apps.py registers as an engine event
-listener in every process (Gunicorn workers, saga workers); `saga_start` counts new sagas.
+listener in every process (Gunicorn workers, saga workers): calls, finished sagas, and the
+actions of sagas/engine/control.py (cancel, retry, pause, resume, skip) once committed;
+`saga_start` counts new sagas.
 """
 
 import logging
@@ -71,7 +73,15 @@ API_LATENCY = Histogram(
     ["method"],
     buckets=REQUEST_BUCKETS,
 )
-WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed")
+OPERATOR_ACTIONS = Counter(
+    "saga_operator_actions_total",
+    "Actions on sagas accepted (202) from the API or the console, by action: cancel, "
+    "retry, pause, resume, skip (a resume with `skip`).",
+    ["action"],
+)
+# The engine's event of each action accepted from outside (sagas/engine/control.py).
+OPERATOR_ACTION_EVENTS = frozenset(("cancel", "retry", "pause", "resume", "skip"))
+WAITING_KINDS = ("pending", "retry_scheduled", "compensating", "failed", "paused")
 
 
 def record_saga_started() -> None:
@@ -109,6 +119,24 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
         logger.warning("metric not recorded", exc_info=True)
 
 
+def _operator_actions_zeroed() -> None:
+    """Every action's series from the start, at 0: Prometheus then sees the first action
+    as an increase (a series born at 1 has none), and the dashboard's panel has data."""
+    for action in sorted(OPERATOR_ACTION_EVENTS):
+        _child(OPERATOR_ACTIONS, action)
+
+
+def record_operator_action(action: str) -> None:
+    """An accepted action: cancel, retry, pause, resume or skip (a resume with `skip`)."""
+    try:
+        _child(OPERATOR_ACTIONS, action).inc()
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
+
+
+_operator_actions_zeroed()
+
+
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
     try:
         _child(API_REQUESTS, method, str(status)).inc()
@@ -119,7 +147,8 @@ def record_api_request(*, method: str, status: int, duration_s: float) -> None:
 
 def saga_event_record(event: dict) -> None:
     """Engine event listener (sagas.engine.store.EVENT_LISTENERS): one call attempt
-    → participant calls and step duration; a terminal status → finished and saga duration."""
+    → participant calls and step duration; a terminal status → finished and saga duration;
+    an action accepted from outside (API or console, once committed) → operator actions."""
     kind = event.get("event")
     duration_s = (event.get("duration_ms") or 0.0) / 1000
     if kind == "call":
@@ -128,6 +157,8 @@ def saga_event_record(event: dict) -> None:
         )
     elif kind == "finished":
         record_saga_finished(status=event["status"], duration_s=duration_s)
+    elif kind in OPERATOR_ACTION_EVENTS:
+        record_operator_action(kind)
 
 
 def _safely(record) -> None:
@@ -149,7 +180,8 @@ class DatabaseCollector:
         gauge = GaugeMetricFamily(
             "saga_waiting",
             "Sagas waiting: pending (not started), retry_scheduled (a retry later), "
-            "compensating, failed (for an operator's retry).",
+            "compensating, failed (for an operator's retry), paused (for an operator's "
+            "resume or cancel).",
             labels=["status"],
         )
         for kind in WAITING_KINDS:
@@ -171,6 +203,7 @@ def saga_waiting_counts() -> dict[str, int]:
         retry_scheduled=Count("id", filter=Q(status=SagaStatus.RUNNING, next_attempt_at__gt=now)),
         compensating=Count("id", filter=Q(status=SagaStatus.COMPENSATING)),
         failed=Count("id", filter=Q(status=SagaStatus.FAILED)),
+        paused=Count("id", filter=Q(status=SagaStatus.PAUSED)),
     )
 
 

@@ -103,11 +103,14 @@ def test_waiting_gauges_come_from_the_database(internal_api):
     saga_create(definition, status="compensating", next_attempt_in=30)
     saga_create(definition, status="completed", finished_days_ago=0)
     saga_create(definition, status="failed", finished_days_ago=0)  # waits for an operator
+    saga_create(definition, status="paused")  # waits for an operator too
+    saga_create(definition, status="paused")
     scraped = scrape(internal_api)
     assert scraped[("saga_waiting", (("status", "pending"),))] == 2
     assert scraped[("saga_waiting", (("status", "retry_scheduled"),))] == 1
     assert scraped[("saga_waiting", (("status", "compensating"),))] == 1
     assert scraped[("saga_waiting", (("status", "failed"),))] == 1
+    assert scraped[("saga_waiting", (("status", "paused"),))] == 2
 
 
 @override_settings(SAGA_WORKER_HEARTBEAT_SECONDS=10)

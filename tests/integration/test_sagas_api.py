@@ -319,12 +319,13 @@ def test_logs_are_every_attempt_in_order(checkout, client_api):
         ("reserve", "compensation", 1),
     ]
     assert set(logs[0]) == {
-        "step", "phase", "attempt", "method", "url", "status_code", "outcome", "error",
+        "step", "phase", "run", "attempt", "method", "url", "status_code", "outcome", "error",
         "started_at", "duration_ms", "request_headers", "request_body", "response_body",
         "truncated",
     }  # fmt: skip
     assert logs[0]["outcome"] == "retryable_error"
     assert logs[0]["status_code"] == 503
+    assert {e["run"] for e in logs} == {1}
     assert client_api.get(f"/api/sagas/{uuid.uuid4()}/logs/").status_code == 404
 
 

@@ -167,7 +167,7 @@ def test_configuration_is_one_table_and_no_other_page_repeats_its_rows():
 
 def test_readme_is_the_short_front_door():
     lines = (ROOT / "README.md").read_text().splitlines()
-    assert len(lines) <= 300
+    assert len(lines) <= 320  # 300 until the console's section (issue 12)
     text = "\n".join(lines)
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{page.name})" in text, f"README.md does not lead to {page.name}"
