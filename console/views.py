@@ -200,16 +200,17 @@ def saga_action(request, saga_id, action: str):
     form = (ResumeForm if action == "resume" else ActionForm)(request.POST)
     if not form.is_valid():
         return _action_refused(request, saga, action, form, 400)
-    options = form.resume_options() if action == "resume" else {}
+    arguments, problems = actions.body_validate(action=action, body=form.body())
+    if problems:
+        for field, message in problems:
+            if field in form.fields:
+                form.add_error(field, message)
+            else:
+                form.add_error(None, f"{field}: {message}")
+        return _action_refused(request, saga, action, form, 400)
     actor = Actor(role=session.role(request), key_id=request.session[session.KEY_ID])
     try:
-        actions.saga_act(
-            action=action,
-            saga_id=saga.id,
-            actor=actor,
-            reason=form.cleaned_data["reason"],
-            options=options,
-        )
+        actions.saga_act(action=action, saga_id=saga.id, actor=actor, arguments=arguments)
     except Conflict as error:
         form.add_error(None, error.detail)
         return _action_refused(request, saga, action, form, 409)

@@ -24,12 +24,16 @@ from sagas.models import TERMINAL_STATUSES, SagaInstance
 from tests.e2e.test_docs_browser import browser, offline_page  # noqa: F401 (fixture)
 from tests.e2e.workers import ROOT
 from tests.gunicorn_server import gunicorn
-from tests.saga_builders import definition_create
 from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.sqlite]
 
-ORDER = {"order_id": "A-1", "items": [{"sku": "book", "qty": 1}], "amount": 42}
+ORDER = {
+    "order_id": "A-1",
+    "items": [{"sku": "book", "qty": 1}],
+    "amount": 42,
+    "address": "1 Main St",
+}
 # What sticks out on the right (the timeline scrolls inside its own box).
 WIDER_THAN_THE_SCREEN = """[...document.querySelectorAll("body *")]
   .filter((e) => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".timeline-wrap"))
@@ -253,16 +257,16 @@ def test_the_client_key_has_no_internal_actions_and_their_posts_are_refused(
 
 @pytest.fixture
 def repair_case(service, demo_port, workers):
-    """The demo's checkout with `on_failure: pause` on the payment (ORM: the API takes the
-    option later), a saga left pending (no worker yet), and `start_worker()`."""
-    text = (ROOT / "examples/order_checkout.json").read_text()
+    """examples/order_checkout_repairable.json (`on_failure: pause`) through the API, a saga
+    of it left pending (no worker yet), and `start_worker()`."""
+    text = (ROOT / "examples/order_checkout_repairable.json").read_text()
     example = json.loads(text.replace("127.0.0.1:8009", f"127.0.0.1:{demo_port}"))
-    example["steps"][1]["on_failure"] = "pause"
-    definition_create(example["steps"], name="checkout_pausing", timeout_seconds=300)
-    body = {"definition": "checkout_pausing", "input": ORDER}
+    api(service, "POST", "/api/saga-definitions/", settings.INTERNAL_API_KEY, json=example)
+    body = {"definition": example["name"], "input": ORDER}
     pending = api(service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=body)
-    declined = {"definition": "checkout_pausing", "input": {**ORDER, "card": "declined"}}
-    return {"pending": pending["id"], "declined": declined, "start_worker": workers}
+    # No house number: shipping answers 422 and the saga pauses.
+    undeliverable = {"definition": example["name"], "input": {**ORDER, "address": "Main St"}}
+    return {"pending": pending["id"], "undeliverable": undeliverable, "start_worker": workers}
 
 
 def act(page, action: str, reason: str, patch: str | None = None) -> None:
@@ -291,22 +295,22 @@ def test_the_internal_key_pauses_and_resumes_with_an_input_patch(
     repair_case["start_worker"]()
     act(page, "resume", "payments are back")
     page.get_by_text("completed: every step succeeded").wait_for(timeout=30000)  # refreshed
-    # A declined card pauses the saga (on_failure: pause); an input patch repairs it.
+    # An address shipping rejects pauses the saga (on_failure: pause); a patch repairs it.
     started = api(
-        service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=repair_case["declined"]
+        service, "POST", "/api/sagas/", settings.SAGA_API_KEY, json=repair_case["undeliverable"]
     )
     page.goto(f"{service}/console/sagas/{started['id']}/")
-    page.get_by_text("paused: charge_payment failed").wait_for(timeout=30000)  # refreshed
+    page.get_by_text("paused: ship_order failed").wait_for(timeout=30000)  # refreshed
     page.locator("#form-resume").wait_for()  # the actions follow the status
     patch = page.locator("#form-resume").get_by_label("Input patch")
-    patch.fill('{"card": visa}')  # the page says at once that this is not JSON
+    patch.fill('{"address": 1 Main St}')  # the page says at once that this is not JSON
     assert "Not valid JSON" in patch.evaluate("field => field.validationMessage")
-    act(page, "resume", "customer gave another card", patch='{"card": "visa"}')
+    act(page, "resume", "address checked with the customer", patch='{"address": "1 Main St"}')
     page.get_by_text("completed: every step succeeded").wait_for(timeout=30000)
     history = page.locator("table.history").inner_text()
-    assert "customer gave another card" in history and "resumed" in history
+    assert "address checked with the customer" in history and "resumed" in history
     saga = api(service, "GET", f"/api/sagas/{started['id']}/", settings.SAGA_API_KEY)
-    assert saga["status"] == "completed" and saga["input"]["card"] == "visa"
+    assert saga["status"] == "completed" and saga["input"]["address"] == "1 Main St"
     context.close()
 
 

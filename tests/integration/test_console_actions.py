@@ -118,3 +118,15 @@ def test_a_resume_with_a_bad_patch_is_a_400_naming_the_field(checkout):
     unknown = act(client, saga, "resume", confirm="on", from_step="nowhere")
     assert unknown.status_code == 400
     assert SagaInstance.objects.get(id=saga.id).status == "paused"
+
+
+def test_action_bodies_are_checked_by_the_apis_serializers(checkout):
+    saga = saga_row()
+    client = signed_in(INTERNAL)
+    too_long = act(client, saga, "pause", confirm="on", reason="x" * 501)
+    assert too_long.status_code == 400
+    assert b"Ensure this field has no more than 500 characters." in too_long.content
+    act(client, saga, "pause", confirm="on")
+    null_patch = act(client, saga, "resume", confirm="on", input_patch="null")
+    assert null_patch.status_code == 400  # the API refuses a null patch too
+    assert SagaInstance.objects.get(id=saga.id).status == "paused"
