@@ -31,6 +31,18 @@ def _setting(name: str) -> str:
         return ""  # Django refuses to hand out an empty SECRET_KEY at all
 
 
+def webhook_secret_problem() -> str | None:
+    """Why webhooks cannot be signed (DESIGN §9.5), naming SAGA_WEBHOOK_SECRET; None when
+    the secret is set. Checked when a definition with `notify` is posted and before each
+    delivery (nothing is sent unsigned)."""
+    value = settings.SAGA_WEBHOOK_SECRET
+    if not value:
+        return "SAGA_WEBHOOK_SECRET is empty: set it to sign webhooks"
+    if value in settings.PLACEHOLDER_SECRETS or value in settings.DEV_SECRETS.values():
+        return "SAGA_WEBHOOK_SECRET is still a placeholder: set a real secret to sign webhooks"
+    return None
+
+
 def require_production_secrets() -> None:
     """Raise, naming the variables, when DEBUG is off and a secret is not set."""
     if settings.DEBUG:

@@ -65,6 +65,7 @@ PLACEHOLDER_SECRETS = {
     "your-super-secret-key-change-in-production",
     "your-saga-api-key",
     "your-internal-api-key",
+    "your-webhook-secret",
 }
 # Used only with DEBUG=True (make run), printed at start-up so the README's curls work.
 DEV_SECRETS = {
@@ -307,6 +308,12 @@ SAGA_WORKER_POLL_SECONDS = env_float(
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 # Default call timeout of a step (the definition may override per call).
 SAGA_CALL_TIMEOUT = 30.0
+# Lifecycle webhooks (DESIGN §9.5): the signing key (a definition with `notify` is refused
+# while it is empty or a placeholder), the first retry delay (doubling up to an hour) and
+# the deliveries of one event in all before it is `dead`.
+SAGA_WEBHOOK_SECRET = env_str("SAGA_WEBHOOK_SECRET")
+SAGA_WEBHOOK_RETRY_DELAY = env_float("SAGA_WEBHOOK_RETRY_DELAY", 5.0)
+SAGA_WEBHOOK_MAX_ATTEMPTS = env_int("SAGA_WEBHOOK_MAX_ATTEMPTS", 20, minimum=1)
 
 RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100, minimum=1)
 RATE_LIMIT_WINDOW = env_int("RATE_LIMIT_WINDOW", 60, minimum=1)

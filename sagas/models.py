@@ -76,7 +76,16 @@ class SagaDefinition(models.Model):
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True, default="")
     timeout_seconds = models.FloatField()
+    # The definition's own default for its steps (each step also carries its effective one).
+    on_failure = models.CharField(
+        max_length=20,
+        choices=OnFailure.choices,
+        default=OnFailure.COMPENSATE,
+        db_default="compensate",
+    )
     steps = models.JSONField()
+    # Lifecycle webhooks (DESIGN §9.5): {"url", "events": [types]} normalised, or null.
+    notify = models.JSONField(null=True, blank=True)
     # sha256 of the canonical normalised content: "identical to the latest version".
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -232,6 +241,58 @@ class SagaEvent(models.Model):
     class Meta:
         # GET /api/sagas/{id}/history/: WHERE saga_id = … ORDER BY id (the FK index).
         ordering = ["id"]
+
+
+class WebhookStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class WebhookEvent(models.Model):
+    """The outbox (DESIGN §9.5): one lifecycle event of a saga whose definition has
+    `notify`, written in the same transaction as the change it reports, then delivered by
+    the saga workers (engine/delivery.py), in `id` order per saga."""
+
+    # The body's `id` and the X-Saga-Event-Id header.
+    event_id = models.UUIDField(unique=True, editable=False)
+    # No index of its own: (saga, id) below serves both the API's filter and the order.
+    saga = models.ForeignKey(
+        SagaInstance, on_delete=models.CASCADE, related_name="webhooks", db_index=False
+    )
+    type = models.CharField(max_length=32)
+    url = models.TextField()
+    # The body as delivered: {"id", "type", "saga_id", "definition", "definition_version",
+    # "status", "at", "data"}.
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=WebhookStatus.choices, default=WebhookStatus.PENDING
+    )
+    # Deliveries made (claims), the first included; reset by a redelivery.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # The delivering worker's claim: another may deliver once it expired (a crash).
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The delivery claim: due pending events (partial: delivered ones cost nothing).
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="webhook_due",
+            ),
+            # A saga's events in order (an earlier pending one holds back the later ones).
+            models.Index(fields=["saga", "id"], name="webhook_saga"),
+            # GET /api/events/?status=… newest first.
+            models.Index(fields=["status", "-id"], name="webhook_status"),
+        ]
 
 
 class WorkerHeartbeat(models.Model):

@@ -15,6 +15,7 @@ from sagas.models import (
     SagaEvent,
     SagaInstance,
     SagaStatus,
+    WebhookEvent,
 )
 from sagas.observability.process_metrics import resource_figures
 from sagas.observability.request_stats import request_figures
@@ -73,6 +74,16 @@ def saga_list(
     if created_before:
         sagas = sagas.filter(created_at__lt=created_before)
     return sagas.order_by("-created_at", "-id")
+
+
+def webhook_event_list(*, status: str | None = None, saga=None) -> QuerySet[WebhookEvent]:
+    """Webhook events newest first, filtered by the given values."""
+    events = WebhookEvent.objects.all()
+    if status:
+        events = events.filter(status=status)
+    if saga:
+        events = events.filter(saga_id=saga)
+    return events.order_by("-id")
 
 
 def saga_get(*, saga_id) -> SagaInstance | None:

@@ -1,4 +1,4 @@
-"""Writes of the REST API: store a definition version, start a saga.
+"""Writes of the REST API: store a definition version, start a saga, redeliver a webhook.
 
 (Cancel and retry live in `sagas.engine.control`: they change engine state.)
 """
@@ -15,10 +15,19 @@ from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import store
 from sagas.engine.control import SYSTEM, Actor
+from sagas.engine.store.outbox import outbox_redeliver
 from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
 from sagas.jsonutil import content_hash
-from sagas.models import Phase, SagaDefinition, SagaInstance, SagaStatus, StepStatus
+from sagas.models import (
+    OnFailure,
+    Phase,
+    SagaDefinition,
+    SagaInstance,
+    SagaStatus,
+    StepStatus,
+    WebhookEvent,
+)
 from sagas.observability.metrics import record_saga_started
 
 logger = logging.getLogger("sagas.api")
@@ -33,7 +42,7 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
     Returns (definition, created). When `data` equals the latest version, that version is
     returned and nothing is written.
     """
-    digest = content_hash(data)
+    digest = content_hash(_hashed_form(data))
     for _ in range(VERSION_RACE_RETRIES):
         latest = selectors.definition_get(name=data["name"])
         if latest is not None and latest.content_hash == digest:
@@ -45,7 +54,9 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
                     version=latest.version + 1 if latest else 1,
                     description=data["description"],
                     timeout_seconds=data["timeout_seconds"],
+                    on_failure=data["on_failure"],
                     steps=data["steps"],
+                    notify=data.get("notify"),
                     content_hash=digest,
                 )
         except IntegrityError:
@@ -60,6 +71,19 @@ def definition_create(*, data: dict) -> tuple[SagaDefinition, bool]:
         )
         return definition, True
     raise Conflict("The definition is being changed concurrently; try again.")
+
+
+def _hashed_form(data: dict) -> dict:
+    """What "the same definition" compares: the normalised data without the default
+    `on_failure`, so that a definition stored before that option existed is still the
+    same when posted again unchanged."""
+
+    def without_default(values: dict) -> dict:
+        if values.get("on_failure") == OnFailure.COMPENSATE:
+            return {key: value for key, value in values.items() if key != "on_failure"}
+        return values
+
+    return without_default(data) | {"steps": [without_default(s) for s in data["steps"]]}
 
 
 def saga_start(
@@ -187,3 +211,19 @@ def _log_started(saga: SagaInstance, trace: TraceContext) -> None:
             "trace_id": trace.trace_id,
         },
     )
+
+
+def webhook_redeliver(*, event_id) -> WebhookEvent:
+    """A dead or delivered webhook event pending again, due now, with a fresh attempt
+    budget. Conflict (409) when it is pending already; DoesNotExist (404) when unknown."""
+    event = outbox_redeliver(event_id=event_id, now=timezone.now())
+    if event is not None:
+        logger.info(
+            "webhook redelivery requested",
+            extra={"event": "webhook_redeliver", "webhook_id": str(event_id)},
+        )
+        return event
+    current = WebhookEvent.objects.filter(event_id=event_id).values_list("status").first()
+    if current is None:
+        raise WebhookEvent.DoesNotExist(event_id)
+    raise Conflict(f"The event is {current[0]}: only dead or delivered events are redelivered.")

@@ -73,6 +73,14 @@ def participants() -> ParticipantServer:
 
 
 @pytest.fixture
+def receiver() -> ParticipantServer:
+    """A second scripted server: the receiver of webhooks (tests/webhooks.py)."""
+    server = ParticipantServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
 

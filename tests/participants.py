@@ -1,6 +1,6 @@
 """A real, scripted participant HTTP server for tests (no mocks of the HTTP client).
 
-    server = ParticipantServer()          # threaded, on a free port of 127.0.0.1
+    server = ParticipantServer()          # threaded, on a free port of 127.0.0.1 (or `port`)
     server.script("POST", "/pay", Reply(503, {"error": "busy"}, headers={"Retry-After": "1"}),
                   Reply(201, {"payment_id": "p-1"}))
     url = server.url("/pay")
@@ -62,17 +62,18 @@ class Received:
     headers: dict  # lower-case names
     body: Any  # parsed JSON, else text, None when empty
     at: float  # time.monotonic() on arrival
+    raw: bytes = b""  # the body as received (e.g. to check a signature over it)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
 
 class ParticipantServer:
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self._scripts: dict[tuple[str, str], list] = {}
         self._received: list[Received] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -139,6 +140,7 @@ def _handler_for(server: ParticipantServer):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 at=time.monotonic(),
+                raw=raw,
             )
             reply = server._record_and_pick(request)
             if reply.delay:

@@ -143,6 +143,21 @@ DEFINITION_EXAMPLES = [
     OpenApiExample(
         "Pause for an operator on failure", value=REPAIRABLE_DEFINITION, request_only=True
     ),
+    OpenApiExample(
+        "With lifecycle webhooks",
+        description=(
+            "`notify`: each event is POSTed to `url`, signed (X-Saga-Signature); `events` "
+            "left out means all. Refused (400) while SAGA_WEBHOOK_SECRET is not set."
+        ),
+        value=CHECKOUT_DEFINITION
+        | {
+            "notify": {
+                "url": "https://hooks.example.com/sagas",
+                "events": ["saga.completed", "saga.compensated", "saga.failed", "step.failed"],
+            }
+        },
+        request_only=True,
+    ),
 ]
 
 START_EXAMPLES = [
@@ -371,4 +386,46 @@ HISTORY_EXAMPLE = [
 HISTORY_EXAMPLES = [
     OpenApiExample(f"{number}. {entry['event']}", value=entry, response_only=True)
     for number, entry in enumerate(HISTORY_EXAMPLE, start=1)
+]
+
+# One webhook event as GET /api/events/ lists it; `payload` is the body POSTed (§9.5).
+WEBHOOK_BODY_EXAMPLE = {
+    "id": "3d0f5a5e-2b8c-4b8e-9a57-1f2f6f4c9b21",
+    "type": "saga.completed",
+    "saga_id": "0b6f7c1e-8d2a-4f51-9a43-3c1d5e7f9a10",
+    "definition": "order_checkout",
+    "definition_version": 2,
+    "status": "completed",
+    "at": "2026-01-05T10:00:01.250000Z",
+    "data": {"error": None},
+}
+EVENT_EXAMPLE = {
+    "id": WEBHOOK_BODY_EXAMPLE["id"],
+    "type": "saga.completed",
+    "saga_id": WEBHOOK_BODY_EXAMPLE["saga_id"],
+    "url": "https://hooks.example.com/sagas",
+    "status": "dead",
+    "attempts": 20,
+    "next_attempt_at": "2026-01-06T05:12:44.000000Z",
+    "last_status_code": 503,
+    "last_error": "HTTP 503: unavailable",
+    "created_at": "2026-01-05T10:00:01.250000Z",
+    "delivered_at": None,
+    "payload": WEBHOOK_BODY_EXAMPLE,
+}
+EVENT_LIST_EXAMPLES = [
+    OpenApiExample(
+        "A dead event",
+        value={"count": 1, "next": None, "previous": None, "results": [EVENT_EXAMPLE]},
+        response_only=True,
+    ),
+]
+EVENT_REDELIVER_EXAMPLES = [
+    OpenApiExample(
+        "Pending again, due now",
+        value=EVENT_EXAMPLE
+        | {"status": "pending", "attempts": 0, "next_attempt_at": "2026-01-06T09:00:00Z"},
+        response_only=True,
+        status_codes=["202"],
+    ),
 ]

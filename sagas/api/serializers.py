@@ -15,14 +15,16 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from saga_orchestrator.secrets import webhook_secret_problem
 from sagas.engine import hosts, templates
 from sagas.engine.headers import (
     header_name_problem,
     header_reserved_problem,
     header_value_problem,
 )
+from sagas.engine.webhooks import EVENT_TYPES
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_value_problem
-from sagas.models import SagaAttempt, SagaInstance, SagaStatus
+from sagas.models import SagaAttempt, SagaInstance, SagaStatus, WebhookEvent, WebhookStatus
 
 NAME_RE = re.compile(r"\A[a-z0-9_-]{1,100}\Z")
 NAME_MESSAGE = "Use 1 to 100 characters from a-z, 0-9, '_' and '-'."
@@ -288,6 +290,42 @@ class StepSerializer(StrictSerializer):
         }
 
 
+class NotifySerializer(StrictSerializer):
+    """Lifecycle webhooks of a definition (DESIGN §9.5)."""
+
+    url = StrictCharField(
+        max_length=MAX_URL,
+        help_text="http(s) URL the events are POSTed to; the participant host rules apply.",
+    )
+    events = serializers.ListField(
+        child=StrictCharField(max_length=32),
+        required=False,
+        min_length=1,
+        help_text=f"Event types to send (default: all): {', '.join(EVENT_TYPES)}.",
+    )
+
+    def validate_url(self, value: str) -> str:
+        if "${" in value:
+            raise serializers.ValidationError("Must not hold placeholders: it is not templated.")
+        problem = hosts.url_problem(value, settings.SAGA_ALLOWED_HOSTS)
+        if problem:
+            raise serializers.ValidationError(f"URL {problem}.")
+        return value
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        unknown = [event for event in value if event not in EVENT_TYPES]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown event type(s): {', '.join(unknown)}. Use {', '.join(EVENT_TYPES)}."
+            )
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        # Normalised: every type named, in one order, once.
+        events = set(attrs.get("events") or EVENT_TYPES)
+        return {"url": attrs["url"], "events": [e for e in EVENT_TYPES if e in events]}
+
+
 class DefinitionSerializer(StrictSerializer):
     """A saga definition as posted; `validated_data` is its normalised form (defaults set)."""
 
@@ -306,6 +344,17 @@ class DefinitionSerializer(StrictSerializer):
         "`on_failure` wins."
     )
     steps = StepSerializer(many=True, min_length=1, max_length=MAX_STEPS)
+    notify = NotifySerializer(
+        required=False,
+        allow_null=True,
+        help_text="Lifecycle webhooks; refused while SAGA_WEBHOOK_SECRET is not set.",
+    )
+
+    def validate_notify(self, value: dict | None) -> dict | None:
+        problem = webhook_secret_problem() if value is not None else None
+        if problem:
+            raise serializers.ValidationError(f"Webhooks cannot be signed: {problem}.")
+        return value
 
     def validate(self, attrs: dict) -> dict:
         on_failure = attrs.get("on_failure", DEFAULT_ON_FAILURE)
@@ -314,13 +363,17 @@ class DefinitionSerializer(StrictSerializer):
         errors = _duplicate_name_errors(steps) or _template_errors(steps)
         if errors:
             raise serializers.ValidationError({"steps": errors})
-        return {
+        normalised = {
             "name": attrs["name"],
             "description": attrs.get("description", ""),
             "timeout_seconds": attrs.get("timeout_seconds", float(settings.SAGA_TIMEOUT)),
             "on_failure": on_failure,
             "steps": steps,
         }
+        # Only when set: a definition without webhooks hashes as it did before them.
+        if attrs.get("notify"):
+            normalised["notify"] = attrs["notify"]
+        return normalised
 
 
 def _duplicate_name_errors(steps: list[dict]) -> dict[int, dict]:
@@ -382,6 +435,11 @@ class NormalisedStepsField(serializers.JSONField):
     """The stored steps as they are; documented with the step format."""
 
 
+@extend_schema_field(NotifySerializer(allow_null=True))
+class NotifyOutField(serializers.JSONField):
+    """The stored `notify` as it is; documented with the notify format."""
+
+
 class DefinitionOutSerializer(serializers.Serializer):
     """A stored definition version (steps normalised: every default filled in)."""
 
@@ -389,7 +447,13 @@ class DefinitionOutSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     description = serializers.CharField()
     timeout_seconds = serializers.FloatField()
+    on_failure = serializers.ChoiceField(
+        choices=ON_FAILURE, help_text="The definition's default; each step shows its own."
+    )
     steps = NormalisedStepsField(help_text="Normalised steps (every default filled in).")
+    notify = NotifyOutField(
+        allow_null=True, help_text="Lifecycle webhooks (every event type named), or null."
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -708,6 +772,44 @@ class HistoryEntrySerializer(serializers.Serializer):
             "`compensating` its `cause`; for `finished` its `status` and `error` code."
         ),
     )
+
+
+# Webhook events ---------------------------------------------------------------------------
+
+
+class EventFilterSerializer(serializers.Serializer):
+    """Query filters of GET /api/events/; other query parameters are ignored."""
+
+    status = serializers.ChoiceField(choices=WebhookStatus.values, required=False)
+    saga = serializers.UUIDField(required=False, help_text="Only this saga's events.")
+
+
+class EventSerializer(serializers.ModelSerializer):
+    """An outbox event and its delivery state."""
+
+    id = serializers.UUIDField(source="event_id", help_text="The body's `id`, X-Saga-Event-Id.")
+    saga_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=WebhookStatus.values)
+    attempts = serializers.IntegerField(help_text="Deliveries made, the first included.")
+    payload = serializers.JSONField(help_text="The body POSTed to `url`.")
+    next_attempt_at = serializers.DateTimeField(help_text="When a pending event is delivered next.")
+
+    class Meta:
+        model = WebhookEvent
+        fields = [
+            "id",
+            "type",
+            "saga_id",
+            "url",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "delivered_at",
+            "payload",
+        ]
 
 
 # Status ---------------------------------------------------------------------------------

@@ -19,4 +19,10 @@ urlpatterns = [
     path("sagas/<uuid:saga_id>/pause/", views.SagaPauseView.as_view(), name="saga-pause"),
     path("sagas/<uuid:saga_id>/resume/", views.SagaResumeView.as_view(), name="saga-resume"),
     path("sagas/<uuid:saga_id>/history/", views.SagaHistoryView.as_view(), name="saga-history"),
+    path("events/", views.EventListView.as_view(), name="event-list"),
+    path(
+        "events/<uuid:event_id>/redeliver/",
+        views.EventRedeliverView.as_view(),
+        name="event-redeliver",
+    ),
 ]

@@ -15,6 +15,8 @@ from sagas.api.schema import (
     CONFLICT_PAUSE,
     DEFINITION_EXAMPLES,
     ERRORS,
+    EVENT_LIST_EXAMPLES,
+    EVENT_REDELIVER_EXAMPLES,
     HISTORY_EXAMPLES,
     INVALID_RESUME,
     LOG_EXAMPLES,
@@ -32,6 +34,8 @@ from sagas.api.serializers import (
     DefinitionOutSerializer,
     DefinitionQuerySerializer,
     DefinitionSerializer,
+    EventFilterSerializer,
+    EventSerializer,
     HistoryEntrySerializer,
     ReasonSerializer,
     ResumeSerializer,
@@ -437,6 +441,52 @@ class SagaResumeView(SagaActionView):
 
     def act(self, **arguments) -> SagaInstance:
         return control.saga_resume(**arguments)
+
+
+class EventListView(GenericAPIView):
+    serializer_class = EventSerializer
+    permission_classes = [IsInternal]
+
+    @extend_schema(
+        operation_id="events_list",
+        summary="Webhook events and their delivery state, newest first (internal key)",
+        description=(
+            "The outbox of lifecycle webhooks (definitions with `notify`). `pending`: "
+            "waiting for its delivery (a saga's events are delivered in order: a later "
+            "one waits for the earlier one to be delivered or dead); `delivered`: a 2xx "
+            "answer; `dead`: SAGA_WEBHOOK_MAX_ATTEMPTS deliveries failed."
+        ),
+        parameters=[EventFilterSerializer],
+        responses={200: EventSerializer(many=True), **errors(400, 401, 403)},
+        examples=EVENT_LIST_EXAMPLES,
+        tags=["events"],
+    )
+    def get(self, request):
+        filters = EventFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.webhook_event_list(**filters.validated_data))
+        return self.get_paginated_response(EventSerializer(page, many=True).data)
+
+
+class EventRedeliverView(GenericAPIView):
+    serializer_class = EventSerializer
+    permission_classes = [IsInternal]
+
+    @extend_schema(
+        operation_id="events_redeliver",
+        summary="Deliver a dead or delivered webhook event again (internal key)",
+        description=(
+            "202: the event is `pending` again, due now, with a fresh attempt budget. "
+            "409 when it is pending already."
+        ),
+        request=None,
+        responses={202: EventSerializer, **errors(401, 403, 404, 409)},
+        examples=EVENT_REDELIVER_EXAMPLES,
+        tags=["events"],
+    )
+    def post(self, request, event_id):
+        event = services.webhook_redeliver(event_id=event_id)
+        return Response(EventSerializer(event).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ServiceStatusView(GenericAPIView):

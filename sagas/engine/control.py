@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from sagas.engine.repair import Resume, pause_refusal, resume_apply, resume_refusal
 from sagas.engine.store import event_emit, history_insert, saga_locked, saga_update
+from sagas.engine.store.outbox import WRITTEN, outbox_insert, outbox_rows
 from sagas.engine.transitions import (
     PERSISTED,
     SagaState,
@@ -28,9 +29,10 @@ from sagas.engine.transitions import (
     state_of,
 )
 from sagas.engine.wakeup import wake_workers
+from sagas.engine.webhooks import Notify, SagaFacts
 from sagas.errors import Conflict, Invalid
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_depth, merge_patch
-from sagas.models import ErrorCode, SagaInstance, SagaStatus, StepStatus
+from sagas.models import ErrorCode, SagaDefinition, SagaInstance, SagaStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def saga_cancel(*, saga_id, actor: Actor = SYSTEM, reason: str = "") -> SagaInst
             events += _state_change(saga, now, _cancel_paused)
         else:
             _request_cancel(saga, now)
-        history_insert(saga.id, events)
+        _history_write(saga, events)
     _after(saga, "cancel", actor, reason)
     return saga
 
@@ -154,7 +156,7 @@ def saga_retry(*, saga_id, actor: Actor = SYSTEM, reason: str = "") -> SagaInsta
         saga.finished_at = None
         saga.next_attempt_at = now
         saga_update(saga, ["steps", "status", "finished_at", "next_attempt_at"])
-        history_insert(saga.id, [_action_event("retried", now, actor, reason)])
+        _history_write(saga, [_action_event("retried", now, actor, reason)])
     _after(saga, "retry", actor, reason)
     return saga
 
@@ -173,7 +175,7 @@ def saga_pause(*, saga_id, actor: Actor, reason: str = "") -> SagaInstance:
         saga.pause_request = {"actor": actor.role, "key_id": actor.key_id, "reason": reason}
         if saga.lease_token is None:
             events = _state_change(saga, now, _pause_now)
-            history_insert(saga.id, events)
+            _history_write(saga, events)
         else:
             fields = ["pause_request"]
             if _unheld(saga, now):
@@ -219,7 +221,7 @@ def saga_resume(
         events = _state_change(saga, now, lambda state, now: resume_apply(state, resume, now))
         if fields:
             saga_update(saga, fields)
-        history_insert(saga.id, [event, *events])
+        _history_write(saga, [event, *events])
     _after(saga, "skip" if skip is not None else "resume", actor, reason)
     return saga
 
@@ -262,6 +264,25 @@ def _state_change(saga: SagaInstance, now: datetime, change) -> list[dict]:
 
 def _state_of(saga: SagaInstance) -> SagaState:
     return state_of({**vars(saga), "steps": [dict(step) for step in saga.steps]})
+
+
+def _history_write(saga: SagaInstance, events: list[dict]) -> None:
+    """The history rows of a change, and the webhook events they cause (DESIGN §9.5), in
+    the caller's transaction."""
+    history_insert(saga.id, events)
+    if not events:
+        return
+    notify = SagaDefinition.objects.filter(id=saga.definition_id).values_list("notify")
+    notify = Notify.of(notify.first()[0])
+    if notify is None:
+        return
+    facts = SagaFacts(
+        str(saga.id), saga.definition_name, saga.definition_version, saga.status, saga.error
+    )
+    rows = outbox_rows(events, facts, notify)
+    if rows:
+        outbox_insert(saga.id, rows, timezone.now())
+        transaction.on_commit(WRITTEN.set)
 
 
 def _unheld(saga: SagaInstance, now: datetime) -> bool:

@@ -59,6 +59,8 @@ class PlanCache:
                 retry_delay=settings.SAGA_RETRY_DELAY,
                 compensation_attempts=settings.SAGA_COMPENSATION_RETRY_ATTEMPTS,
                 call_timeout=settings.SAGA_CALL_TIMEOUT,
+                version=definition.version,
+                notify=definition.notify,
             )
             self._plans[definition_id] = plan
         return plan
@@ -112,7 +114,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
             decided, call = decide(state, plan, timezone.now())
             try:
                 if call is None or runtime.stopping() or lease.lost:
-                    _hand_back(lease, before, decided, closed, call, runtime)
+                    _hand_back(lease, before, decided, closed, call, runtime, plan)
                     return decided.status
                 state, request, opened = _call_open(
                     lease, before, decided, plan, call, closed, claimed, runtime
@@ -172,6 +174,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         closed=closed,
         opened=opened,
         writer=runtime.writer,
+        plan=plan,
     )
     return state, request, opened
 
@@ -187,7 +190,7 @@ def _send(request: ParticipantRequest) -> CallResult:
     return participant_call(request, max_bytes=settings.SAGA_MAX_RESPONSE_BYTES)
 
 
-def _hand_back(lease, before, state, closed, call, runtime) -> None:
+def _hand_back(lease, before, state, closed, call, runtime, plan) -> None:
     """Persist the settled state and release the lease (finished, waiting, or stopping)."""
     now = timezone.now()
     if call is not None:
@@ -201,6 +204,7 @@ def _hand_back(lease, before, state, closed, call, runtime) -> None:
         closed=closed,
         release=True,
         writer=runtime.writer,
+        plan=plan,
     )
     runtime.released(state.next_attempt_at)
 

@@ -6,6 +6,7 @@ Pure: the defaults come in as arguments (the executor passes the settings).
 from dataclasses import dataclass
 
 from sagas.engine.retry import RetryPolicy
+from sagas.engine.webhooks import Notify
 
 DEFAULT_BACKOFF = 2.0
 DEFAULT_MAX_DELAY = 60.0
@@ -28,6 +29,9 @@ class SagaPlan:
     steps: tuple[StepPlan, ...]
     compensation_attempts: int
     call_timeout: float
+    version: int | None = None
+    # The definition's lifecycle webhooks (DESIGN §9.5); None: none.
+    notify: Notify | None = None
 
 
 def plan_build(
@@ -38,12 +42,16 @@ def plan_build(
     retry_delay: float,
     compensation_attempts: int,
     call_timeout: float,
+    version: int | None = None,
+    notify: dict | None = None,
 ) -> SagaPlan:
     return SagaPlan(
         definition=definition,
         steps=tuple(_step(step, retry_attempts, retry_delay) for step in steps),
         compensation_attempts=compensation_attempts,
         call_timeout=call_timeout,
+        version=version,
+        notify=Notify.of(notify),
     )
 
 

@@ -21,12 +21,14 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
+from sagas.engine.delivery import Delivery
 from sagas.engine.executor import PlanCache, Runtime, saga_run
 from sagas.engine.heartbeat import Heartbeat
 from sagas.engine.idle import IdleWait
 from sagas.engine.lease_keeper import LeaseKeeper
 from sagas.engine.locks import saga_locks_from_settings
 from sagas.engine.store import Claimed, GroupWriter, lease_release, next_due_at, saga_claim
+from sagas.engine.store.outbox import WRITTEN
 from sagas.engine.wakeup import Wakeups, listener_start, wake_workers
 
 logger = logging.getLogger("sagas.engine")
@@ -53,9 +55,10 @@ class Worker:
         self.lease_seconds = lease_seconds or settings.SAGA_LEASE_SECONDS
         self.heartbeat_seconds = heartbeat_seconds or settings.SAGA_WORKER_HEARTBEAT_SECONDS
         self.stopping = threading.Event()
-        self.wakeups = Wakeups(
-            poll_seconds=poll_seconds or settings.SAGA_WORKER_POLL_SECONDS, capacity=concurrency
-        )
+        poll_seconds = poll_seconds or settings.SAGA_WORKER_POLL_SECONDS
+        self.wakeups = Wakeups(poll_seconds=poll_seconds, capacity=concurrency)
+        # Lifecycle webhooks: their own thread, so a slow receiver never delays a saga.
+        self.delivery = Delivery(lease_seconds=self.lease_seconds, poll_seconds=poll_seconds)
         self.locks = saga_locks_from_settings(self.lease_seconds)
         self.keeper = LeaseKeeper(self.lease_seconds)
         self.heartbeat = Heartbeat(self.worker_id)
@@ -142,6 +145,7 @@ class Worker:
         """Stop claiming; called from a signal handler, so it only sets flags."""
         self.stopping.set()
         self.wakeups.notify_all()
+        WRITTEN.set()  # the delivery thread's idle wait
 
     def run(self) -> int:
         """Serve until stopped; then hand back or finish within the grace period."""
@@ -151,7 +155,10 @@ class Worker:
             threading.Thread(target=self.serve, name=f"saga-worker-{n}", daemon=True)
             for n in range(self.concurrency)
         ]
-        for thread in threads:
+        delivery = threading.Thread(
+            target=self.delivery.serve, args=(self.stopping,), name="saga-webhooks", daemon=True
+        )
+        for thread in [*threads, delivery]:
             thread.start()
         listener_start(self.wakeups, self.stopping)
         logger.info(
@@ -162,6 +169,8 @@ class Worker:
         while not self.stopping.wait(keep_every):
             self._keep()
         self._drain(threads, keep_every)
+        # A delivery in flight ends within its timeout; else its lease lets another send it.
+        delivery.join(timeout=self.delivery.timeout)
         self.runtime.writer.stop()
         _safely(self.heartbeat.remove)
         logger.info("saga worker stopped", extra={"worker_id": self.worker_id})

@@ -64,6 +64,12 @@ STEP_DURATION = Histogram(
     ["phase"],
     buckets=CALL_BUCKETS,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "saga_webhook_deliveries_total",
+    "Webhook deliveries by outcome: delivered, retry (failed, tried again later), dead.",
+    ["outcome"],
+)
+WEBHOOK_OUTCOMES = ("delivered", "retry", "dead")
 API_REQUESTS = Counter(
     "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
 )
@@ -134,7 +140,23 @@ def record_operator_action(action: str) -> None:
         logger.warning("metric not recorded", exc_info=True)
 
 
+def record_webhook_delivery(*, outcome: str) -> None:
+    """One webhook delivery: outcome delivered|retry|dead."""
+    try:
+        _child(WEBHOOK_DELIVERIES, outcome).inc()
+    except Exception:
+        logger.warning("metric not recorded", exc_info=True)
+
+
+def _webhook_outcomes_zeroed() -> None:
+    """Every outcome from the start, at 0 (as operator actions): the first `dead` is an
+    increase the SagaWebhooksDead alert sees."""
+    for outcome in WEBHOOK_OUTCOMES:
+        _child(WEBHOOK_DELIVERIES, outcome)
+
+
 _operator_actions_zeroed()
+_webhook_outcomes_zeroed()
 
 
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
@@ -148,7 +170,8 @@ def record_api_request(*, method: str, status: int, duration_s: float) -> None:
 def saga_event_record(event: dict) -> None:
     """Engine event listener (sagas.engine.store.EVENT_LISTENERS): one call attempt
     → participant calls and step duration; a terminal status → finished and saga duration;
-    an action accepted from outside (API or console, once committed) → operator actions."""
+    an action accepted from outside (API or console, once committed) → operator actions;
+    a webhook delivery → deliveries by outcome."""
     kind = event.get("event")
     duration_s = (event.get("duration_ms") or 0.0) / 1000
     if kind == "call":
@@ -159,6 +182,8 @@ def saga_event_record(event: dict) -> None:
         record_saga_finished(status=event["status"], duration_s=duration_s)
     elif kind in OPERATOR_ACTION_EVENTS:
         record_operator_action(kind)
+    elif kind == "webhook":
+        record_webhook_delivery(outcome=event["outcome"])
 
 
 def _safely(record) -> None:

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from sagas.jsonutil import content_hash
 from sagas.models import SagaDefinition
 from tests.api_builders import call, definition, post_definition, step
 
@@ -62,6 +63,36 @@ def test_repost_with_defaults_spelled_out_is_identical(internal_api):
     explicit["steps"][1]["action"]["headers"] = {}
     explicit["steps"][1]["action"]["timeout_seconds"] = 30
 
+    assert post_definition(internal_api, explicit).status_code == 200
+
+
+def test_on_failure_is_shown_on_the_definition_and_every_step(internal_api):
+    body = definition(on_failure="pause")
+    body["steps"][1]["on_failure"] = "compensate"
+    stored = post_definition(internal_api, body).json()
+
+    assert stored["on_failure"] == "pause"
+    assert [s["on_failure"] for s in stored["steps"]] == ["pause", "compensate"]
+    assert post_definition(internal_api, body).status_code == 200
+    body["on_failure"] = "compensate"
+    assert post_definition(internal_api, body).json()["version"] == 2
+
+
+def test_a_definition_stored_before_on_failure_is_the_same_when_posted_again(internal_api):
+    first = post_definition(internal_api).json()
+    assert first["on_failure"] == "compensate"
+    # The hash a release without the option stored: the normalised form had no on_failure.
+    old = SagaDefinition.objects.get(name="checkout")
+    old_form = {
+        "name": old.name,
+        "description": old.description,
+        "timeout_seconds": old.timeout_seconds,
+        "steps": [{k: v for k, v in s.items() if k != "on_failure"} for s in old.steps],
+    }
+    assert old.content_hash == content_hash(old_form)
+
+    assert post_definition(internal_api).status_code == 200
+    explicit = definition(on_failure="compensate")
     assert post_definition(internal_api, explicit).status_code == 200
 
 

@@ -18,6 +18,8 @@ API_OPERATIONS = {
     ("/api/sagas/{saga_id}/resume/", "post"),
     ("/api/sagas/{saga_id}/history/", "get"),
     ("/api/sagas/status/", "get"),
+    ("/api/events/", "get"),
+    ("/api/events/{event_id}/redeliver/", "post"),
     ("/health/", "get"),
     ("/health/detailed/", "get"),
 }

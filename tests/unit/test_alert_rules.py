@@ -98,6 +98,7 @@ def test_the_guides_thresholds_and_the_operator_states_are_all_there():
         "SagaNoWorker",
         "SagaFailedWaiting",
         "SagaPausedTooLong",
+        "SagaWebhooksDead",
     }
     thresholds = {rule["alert"]: rule["expr"].split()[-2:] for rule in alerts()}
     assert thresholds["SagaSuccessRateLow"] == ["<", "0.95"]

@@ -55,15 +55,15 @@ def transition_events(lease: Lease, before: str, state: SagaState, closed: Attem
     yield base | event
 
 
-def event_emit(event: dict) -> None:
-    """One `SAGA …` log line, then the listeners."""
+def event_emit(event: dict, line: str | None = None) -> None:
+    """One `SAGA …` log line (`line`, or the event's usual words), then the listeners."""
     parts = [event["event"], event["definition"], event["saga_id"]]
     if event.get("step"):
         parts += [event["step"], event["phase"], f"#{event['attempt']}"]
     parts.append(str(event["outcome"]))
     if event.get("duration_ms") is not None:
         parts.append(f"{event['duration_ms']:.1f}ms")
-    logger.info("SAGA " + " ".join(parts), extra=event)
+    logger.info("SAGA " + (line or " ".join(parts)), extra=event)
     for listener in EVENT_LISTENERS:
         try:
             listener(event)

@@ -1,8 +1,9 @@
 """The start of a saga (POST /api/sagas/): the row, with its steps built from the
 definition's, committed before the 202.
 
-On PostgreSQL the definition lookup, the INSERT (with the `started` history row) and the
-NOTIFY to the workers are one statement (the NOTIFY is delivered when it commits). On
+On PostgreSQL the definition lookup, the INSERT (with the `started` history row and, when
+the definition's `notify` asks for it, the saga.started webhook event) and the NOTIFY to
+the workers are one statement (the NOTIFY is delivered when it commits). On
 SQLite, the embedded default, the definition is read first and the rows inserted by the
 same statements in one transaction; workers there find it by polling (there is no NOTIFY).
 """
@@ -11,12 +12,16 @@ same statements in one transaction; workers there find it by polling (there is n
 
 import contextlib
 import json
+import uuid
 from datetime import timedelta
 
 from django.db import connection, transaction
 
 from sagas.engine.store import dialect
+from sagas.engine.store.outbox import OUTBOX, outbox_insert, outbox_rows
+from sagas.engine.transitions import history_event
 from sagas.engine.wakeup import CHANNEL
+from sagas.engine.webhooks import EVENT_TYPES, Notify, SagaFacts, webhook_event
 from sagas.models import SagaDefinition, SagaEvent, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
@@ -35,7 +40,7 @@ INSERTED = (
 )
 POSTGRESQL_SQL = f"""
 WITH definition AS (
-    SELECT id, name, version, timeout_seconds, steps FROM {DEFINITION}
+    SELECT id, name, version, timeout_seconds, steps, notify FROM {DEFINITION}
     WHERE name = %(name)s AND (%(version)s::integer IS NULL OR version = %(version)s::integer)
     ORDER BY version DESC
     LIMIT 1
@@ -52,7 +57,16 @@ WITH definition AS (
         %(now)s::timestamptz + make_interval(secs => timeout_seconds), %(now)s::timestamptz
     FROM definition
     RETURNING {", ".join(SAGA_COLUMNS)}
-), started AS ({STARTED} saga)
+), started AS ({STARTED} saga
+), webhook AS (
+    INSERT INTO {OUTBOX} (saga_id, event_id, type, url, payload, status, attempts,
+        next_attempt_at, created_at)
+    SELECT saga.id, %(webhook_id)s::uuid, %(webhook_type)s::text, definition.notify ->> 'url',
+        jsonb_set(%(webhook)s::jsonb, '{{definition_version}}', to_jsonb(definition.version)),
+        'pending', 0, %(now)s::timestamptz, %(now)s::timestamptz
+    FROM saga, definition
+    WHERE definition.notify -> 'events' @> jsonb_build_array(%(webhook_type)s::text)
+)
 SELECT saga.*, pg_notify('{CHANNEL}', '') FROM saga
 """
 SQLITE_SQL = f"""
@@ -77,11 +91,32 @@ def saga_insert(*, params: dict) -> SagaInstance | None:
     postgresql = dialect.is_postgresql()
     atomic = connection.in_atomic_block or not postgresql
     with transaction.atomic() if atomic else contextlib.nullcontext():
-        rows = dialect.execute(POSTGRESQL_SQL, params) if postgresql else _sqlite_insert(params)
+        if postgresql:
+            rows = dialect.execute(POSTGRESQL_SQL, params | _started_webhook(params))
+        else:
+            rows = _sqlite_insert(params)
     if not rows:
         return None
     values = dialect.row_values(SagaInstance, SAGA_COLUMNS, rows[0][: len(SAGA_COLUMNS)])
     return SagaInstance.from_db(connection.alias, SAGA_COLUMNS, list(values.values()))
+
+
+def _started(params: dict) -> dict:
+    return history_event("started", params["now"], actor=params["actor"], key_id=params["key_id"])
+
+
+def _started_webhook(params: dict) -> dict:
+    """PostgreSQL: the saga.started body as if the definition asked for every event; the
+    statement keeps it only when its `notify` does, and fills in the version (the
+    definition is read by the statement itself, not before it)."""
+    saga = SagaFacts(str(params["id"]), params["name"], None, params["status"])
+    body = webhook_event(_started(params), saga, Notify("", frozenset(EVENT_TYPES)))
+    event_id = str(uuid.uuid4())
+    return {
+        "webhook_id": event_id,
+        "webhook_type": body["type"],
+        "webhook": json.dumps({"id": event_id, **body}),
+    }
 
 
 def _sqlite_insert(params: dict) -> list:
@@ -106,4 +141,7 @@ def _sqlite_insert(params: dict) -> list:
     }
     rows = dialect.execute(SQLITE_SQL, params | values)
     dialect.execute(f"{STARTED} {SAGA} WHERE id = %(id)s", params | values)
+    saga = SagaFacts(str(params["id"]), definition.name, definition.version, params["status"])
+    webhooks = outbox_rows([_started(params)], saga, Notify.of(definition.notify))
+    outbox_insert(params["id"], webhooks, now)
     return rows

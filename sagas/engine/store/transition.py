@@ -3,6 +3,7 @@
     fenced UPDATE of the saga row  (WHERE id = … AND lease_token = …, row count checked)
     + the attempt row of the call that ended, written once with its outcome
     + the history rows of the change (history.py)
+    + the webhook events they cause (outbox.py), when the definition has `notify`
     then, after the commit, the events (events.py).
 
 A call about to be sent is recorded in the saga row itself: its step's `in_flight` mark
@@ -24,9 +25,11 @@ from django.conf import settings
 from django.db import transaction
 
 from sagas.engine.call_log import logged_body
+from sagas.engine.plan import SagaPlan
 from sagas.engine.store import dialect
 from sagas.engine.store.events import event_emit, transition_events
 from sagas.engine.store.history import history_insert, history_params, history_sql
+from sagas.engine.store.outbox import WRITTEN, outbox_insert, outbox_params, outbox_rows, outbox_sql
 from sagas.engine.store.records import (
     AttemptClose,
     AttemptOpen,
@@ -36,6 +39,7 @@ from sagas.engine.store.records import (
 )
 from sagas.engine.store.writer import GroupWriter
 from sagas.engine.transitions import SagaState
+from sagas.engine.webhooks import SagaFacts
 from sagas.models import SagaAttempt, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
@@ -91,6 +95,7 @@ def transition_record(
     opened: AttemptOpen | None = None,
     release: bool = False,
     writer: GroupWriter | None = None,
+    plan: SagaPlan | None = None,
 ) -> None:
     """Persist `state` (with `opened` as its step's in-flight mark, and the attempt row
     of `closed`) if we still hold the lease; else LeaseLost.
@@ -100,6 +105,7 @@ def transition_record(
     it is the state's own (a retry time, or None when finished).
     `now` is the worker's clock: the row's `updated_at`, and the lease times on SQLite.
     With a `writer`, the write is committed with other sagas' (writer.py).
+    The `plan`'s notify config turns the history events into outbox rows (webhooks).
     """
     # The worker re-reads cancel_requested and pause_request at each transition at no
     # cost: until it knows of one, the fence also requires it unset — the final write
@@ -117,14 +123,19 @@ def transition_record(
     events = list(state.events)
     if events:
         params |= history_params(events)
+    webhooks = _webhook_rows(lease, state, plan)
+    if webhooks:
+        params |= outbox_params(webhooks)
 
     def write() -> int:
-        return _write(params, watch, release, attempt, lease.saga_id, events)
+        return _write(params, watch, release, attempt, lease.saga_id, events, webhooks, now)
 
     written = write() if writer is None else writer.write(write)
     if written != 1:
         _raise_missed(lease, watch)
     state.events.clear()
+    if webhooks:
+        WRITTEN.set()
     for event in transition_events(lease, before, state, closed):
         event_emit(event)
 
@@ -137,7 +148,20 @@ class Watch:
     pause: bool
 
 
-def _write(params, watch: Watch, release: bool, attempt: str | None, saga_id, events) -> int:
+def _webhook_rows(lease: Lease, state: SagaState, plan: SagaPlan | None) -> list[dict]:
+    if plan is None or plan.notify is None or not state.events:
+        return []
+    saga = SagaFacts(
+        saga_id=str(lease.saga_id),
+        definition=lease.definition,
+        definition_version=plan.version,
+        status=str(state.status),
+        error=state.error,
+    )
+    return outbox_rows(state.events, saga, plan.notify)
+
+
+def _write(params, watch, release, attempt, saga_id, events, webhooks, now) -> int:
     """`attempt`: None, "insert" (the ended call's row) or "complete" (a row an earlier
     version inserted in flight)."""
     if dialect.is_postgresql():
@@ -148,6 +172,8 @@ def _write(params, watch: Watch, release: bool, attempt: str | None, saga_id, ev
             parts.append(f"closed AS ({_attempt_complete('(SELECT id FROM saga)')})")
         if events:
             parts.append(f"history AS ({history_sql('saga.id', 'FROM saga')})")
+        if webhooks:
+            parts.append(f"webhooks AS ({outbox_sql('saga.id', 'FROM saga')})")
         sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM saga"
         return dialect.execute(sql, params)[0][0]
     with transaction.atomic():
@@ -158,6 +184,7 @@ def _write(params, watch: Watch, release: bool, attempt: str | None, saga_id, ev
         elif attempt == "complete":
             dialect.execute(_attempt_complete("(%(id)s)"), params)
         history_insert(saga_id, events)
+        outbox_insert(saga_id, webhooks, now)
     return 1
 
 
