@@ -16,7 +16,8 @@ TEST_ENV := DB_HOST=$${DB_HOST:-127.0.0.1} DB_USER=$${DB_USER:-postgres} \
 # SQLite run is parallel too), no Redis: the lease alone fences, in-process cache.
 SQLITE_TEST_ENV := $(TEST_ENV) DB_HOST= REDIS_HOST=
 
-.PHONY: run test lint format bench soak demo clean tools docker-check docker-emulate venv
+.PHONY: run test lint format bench soak demo clean tools docker-check docker-emulate venv \
+	screenshots bench-console
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,3 +91,13 @@ bench: venv
 # SOAK_SAGAS / SOAK_SEED / SOAK_RATE size it; SOAK_ARGS for more (`--help` lists them).
 soak: venv
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# The console's screenshots in docs/ (the README shows them): the demo's sagas list and a
+# compensated saga, taken and looked at by the console's Chromium test (PostgreSQL).
+screenshots: venv
+	SCREENSHOTS_DIR=docs $(TEST_ENV) $(BIN)/pytest -p no:xdist -q \
+		tests/e2e/test_console_browser.py -k "list_shows or timeline"
+
+# The console's sagas list timed with 100,000 sagas in a throwaway database (README).
+bench-console: venv
+	$(BIN)/python bench/console_list.py $(BENCH_ARGS)

@@ -104,8 +104,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Health checks and scrapes come over plain HTTP from inside the network: never redirected.
 SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
-# security.W003 (no CsrfViewMiddleware): nothing here authenticates with cookies or
-# sessions; every call carries X-API-Key, a header a cross-site form cannot set.
+# security.W003 (no CsrfViewMiddleware): the API authenticates by the X-API-Key header, a
+# header a cross-site form cannot set; the console's views are each csrf_protect-ed.
 SILENCED_SYSTEM_CHECKS = ["security.W003"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -121,12 +121,14 @@ for _proxy in TRUSTED_PROXIES:
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "sagas",
     "health",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -135,9 +137,15 @@ MIDDLEWARE = [
     # Outside the middleware that may fail (DisallowedHost in Common/Security), so even
     # their error pages become JSON.
     "sagas.api.middleware.JsonErrorMiddleware",
+    # Before anything that may fail: Django's error views read the CSRF token from the
+    # session (CSRF_USE_SESSIONS). Lazy: a request without the console's cookie (it is
+    # scoped to /console/) never touches the session table.
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # The console's rate limit and headers (its views check CSRF themselves).
+    "console.middleware.ConsoleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "sagas.api.throttling.RateLimitHeadersMiddleware",
 ]
@@ -239,12 +247,25 @@ REDIS_SSL = env_bool("REDIS_SSL", False)
 REDIS_SSL_CA_CERTS = env_file("REDIS_SSL_CA_CERTS")
 if REDIS_SSL_CA_CERTS and not REDIS_SSL:
     raise ImproperlyConfigured("REDIS_SSL_CA_CERTS is set but REDIS_SSL is not true")
-# Nothing uses Django's cache framework (DRF's throttle is replaced, sessions are off):
+# Nothing uses Django's cache framework (DRF's throttle is replaced, sessions are in the
+# database):
 # the in-process default, stated so that no one points it at a second Redis configuration.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # KAFKA_BOOTSTRAP_SERVERS (the deployment guide's, optional) is deliberately not read: there
 # is no event bus client; webhooks are the event channel (docs/configuration.md).
+
+# The console (console/, docs/security.md): a session row in the database holds the role
+# and key_id (never the key); the cookie holds only the session id; the CSRF token lives in
+# the session, so that is the only cookie.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_NAME = "saga_console"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+SESSION_COOKIE_PATH = "/console/"
+SESSION_COOKIE_AGE = 12 * 3600
+CSRF_USE_SESSIONS = True
+CSRF_FAILURE_VIEW = "console.views.csrf_failure"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

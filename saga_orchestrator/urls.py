@@ -1,4 +1,5 @@
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from sagas.api.metrics_view import MetricsView
@@ -15,4 +16,8 @@ urlpatterns = [
     path("api/", include("sagas.api.urls")),
     path("health/", include("health.urls")),
     path("metrics", MetricsView.as_view(), name="metrics"),
+    path("console/", include("console.urls")),
+    # The front door: a browser pointed at the service lands in the operator console.
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("console", RedirectView.as_view(url="/console/", permanent=False)),
 ]

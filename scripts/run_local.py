@@ -53,6 +53,7 @@ def main() -> int:
     bind = os.environ["GUNICORN_BIND"]
     port = bind.rsplit(":", 1)[-1]
     print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)
+    print(f"  console      http://127.0.0.1:{port}/console/ (sign in with a key)", flush=True)
     print(f"  listening on {bind} (GUNICORN_BIND)", flush=True)
     print(f"  client key   X-API-Key: {settings.SAGA_API_KEY}", flush=True)
     print(f"  internal key X-API-Key: {settings.INTERNAL_API_KEY}", flush=True)

@@ -48,6 +48,8 @@ class JsonErrorMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
+        if getattr(response, "console_page", False):
+            return response  # the console's HTML pages keep their own error pages
         if response.status_code >= 400 and not _is_json(response):
             code = STATUS_CODES.get(response.status_code, "error")
             detail = response.reason_phrase or "Error."
