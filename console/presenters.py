@@ -38,9 +38,11 @@ def saga_summary(*, status: str, error: dict | None, steps: list[dict]) -> str:
             cause += f" at {error['step']}"
         return f"{status}: {cause} — {error.get('message') or 'no message'}"
     if status == "running":
-        current = next((s for s in steps if s.get("status") == "running"), None)
+        current = next((s for s in steps if s.get("status") in ("running", "waiting")), None)
         done = sum(s.get("status") == "succeeded" for s in steps)
         where = f"step {current['name']}" if current else "between steps"
+        if current and current["status"] == "waiting":  # an asynchronous step (§9.4)
+            where += " waiting for its callback"
         return f"running: {where} ({done} of {len(steps)} succeeded)"
     return f"{status}: {STATUS_WORDS.get(status, status)}"
 

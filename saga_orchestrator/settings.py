@@ -308,6 +308,10 @@ SAGA_WORKER_POLL_SECONDS = env_float(
 SAGA_WORKER_HEARTBEAT_SECONDS = env_float("SAGA_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
 # Default call timeout of a step (the definition may override per call).
 SAGA_CALL_TIMEOUT = 30.0
+# The base participants reach the service at: asynchronous steps' callback URLs (§9.4).
+SAGA_PUBLIC_URL = env_str("SAGA_PUBLIC_URL", "http://127.0.0.1:8008").rstrip("/")
+if not SAGA_PUBLIC_URL.lower().startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SAGA_PUBLIC_URL must be an http(s) URL, got {SAGA_PUBLIC_URL!r}")
 # Lifecycle webhooks (DESIGN §9.5): the signing key (a definition with `notify` is refused
 # while it is empty or a placeholder), the first retry delay (doubling up to an hour) and
 # the deliveries of one event in all before it is `dead`.

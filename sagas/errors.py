@@ -17,6 +17,22 @@ class Conflict(SagaError):
         self.saga_status = saga_status
 
 
+class NotFound(SagaError):
+    """What the request names does not exist (HTTP 404)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Forbidden(SagaError):
+    """The request's credential does not allow it (HTTP 403)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
 class Invalid(SagaError):
     """The request names something the saga cannot do (HTTP 400); `field` names the part
     of the body at fault."""

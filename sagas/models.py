@@ -40,6 +40,8 @@ class StepStatus(models.TextChoices):
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
     SKIPPED = "skipped"
+    # An asynchronous action answered 202: its result comes by callback (DESIGN §9.4).
+    WAITING = "waiting"
 
 
 class ErrorCode(models.TextChoices):
@@ -136,6 +138,11 @@ class SagaInstance(models.Model):
     # A resume `from_step` rewinding: the index compensation walks back to before the saga
     # runs forward again from it (null when not rewinding).
     rewind_step = models.IntegerField(null=True, blank=True)
+    # A participant's callback not applied yet (DESIGN §9.4, engine/callbacks.py): the
+    # canonical JSON text of {"step", "run", "outcome", "response", "error", "at"}. Written
+    # only by the callback endpoint; a worker's fenced write checks it is unchanged (text,
+    # so the check is a plain comparison on both databases) and clears it once applied.
+    callback = models.TextField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     # Lease: the worker holding `lease_token` until `lease_expires_at` is the only writer.

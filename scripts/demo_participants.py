@@ -1,4 +1,5 @@
-"""Demo participants for the example checkout saga: inventory, payment, shipping.
+"""Demo participants for the example checkout sagas: inventory, payment, shipping, and an
+asynchronous warehouse.
 
     python scripts/demo_participants.py [--port 8009]     (or DEMO_PORT)
 
@@ -10,6 +11,11 @@ house number ("Main St") → shipping answers 422 (with `examples/order_checkout
 the saga pauses for an operator to correct it: README, "Repairing a saga"). Replays of an
 Idempotency-Key get the first answer again, as a real participant would. Standard library
 only.
+
+The warehouse (examples/warehouse_checkout.json) is asynchronous: it answers 202 at once and
+calls back after about a second — POST to the X-Saga-Callback-Url it was sent, with its
+X-Saga-Callback-Token — with `succeeded` and the pick, or `failed` when the input says
+`"stock": "none"`.
 """
 
 import argparse
@@ -19,11 +25,16 @@ import os
 import re
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _ids = itertools.count(1)
 _replies: dict[str, tuple[int, dict]] = {}
 _lock = threading.Lock()
+CALLBACK_DELAY_SECONDS = 1.0
+CALLBACK_TRIES = 5
 
 
 def inventory_reserve(body: dict) -> tuple[int, dict]:
@@ -51,6 +62,41 @@ def shipping_create(body: dict) -> tuple[int, dict]:
     return 201, {"shipment_id": f"ship-{next(_ids)}", "address": address}
 
 
+def warehouse_pick(body: dict, headers) -> tuple[int, dict]:
+    """Accepted now (202); the outcome follows by callback, about a second later."""
+    pick_id = f"pick-{next(_ids)}"
+    order = body.get("order") or {}
+    if order.get("stock") == "none":
+        outcome = {"outcome": "failed", "error": "out of stock at the warehouse"}
+    else:
+        outcome = {"outcome": "succeeded", "response": {"pick_id": pick_id, "boxes": 1}}
+    url, token = headers.get("X-Saga-Callback-Url"), headers.get("X-Saga-Callback-Token")
+    if url and token and url.startswith(("http://", "https://")):
+        threading.Thread(target=_call_back, args=(url, token, outcome), daemon=True).start()
+    return 202, {"pick_id": pick_id, "status": "accepted"}
+
+
+def _call_back(url: str, token: str, outcome: dict) -> None:
+    """POST the outcome to the orchestrator, retrying while it is unreachable or busy."""
+    time.sleep(CALLBACK_DELAY_SECONDS)
+    data = json.dumps(outcome).encode()
+    headers = {"Content-Type": "application/json", "X-Saga-Callback-Token": token}
+    for attempt in range(CALLBACK_TRIES):
+        # http(s) only: checked before the thread started.
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                print(f"demo: callback {url} → {response.status}", flush=True)
+                return
+        except urllib.error.HTTPError as error:
+            print(f"demo: callback {url} → {error.code}", flush=True)
+            if error.code < 500 and error.code != 429:
+                return  # refused for good (403, 409…): nothing to retry
+        except OSError as error:
+            print(f"demo: callback {url} failed: {error}", flush=True)
+        time.sleep(2**attempt)
+
+
 def undone(what: str):
     # Compensations succeed even for something that never happened (an uncertain step).
     return lambda body: (200, {"undone": what, "request": body})
@@ -63,8 +109,14 @@ ROUTES = {
     ("POST", "/payments/refunds"): undone("payment"),
     ("POST", "/shipping/shipments"): shipping_create,
     ("POST", "/shipping/shipments/cancel"): undone("shipment"),
+    ("POST", "/warehouse/picks"): warehouse_pick,
+    ("POST", "/warehouse/picks/cancel"): undone("pick"),
     ("GET", "/health"): lambda body: (200, {"status": "ok"}),
 }
+
+
+# Handlers that read the request headers (the callback URL and token).
+NEEDS_HEADERS = {warehouse_pick}
 
 
 def route(method: str, path: str):
@@ -91,7 +143,8 @@ class Handler(BaseHTTPRequestHandler):
         if handler is None:
             status, reply = 404, {"error": f"no route {self.command} {self.path}"}
         else:
-            status, reply = self._once(key, handler, body if isinstance(body, dict) else {})
+            body = body if isinstance(body, dict) else {}
+            status, reply = self._once(key, handler, body, self.headers)
         payload = json.dumps(reply).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -100,12 +153,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         print(f"demo: {self.command} {self.path} → {status}  (Idempotency-Key {key})", flush=True)
 
-    def _once(self, key, handler, body):
+    def _once(self, key, handler, body, headers):
+        call = (
+            (lambda: handler(body, headers)) if handler in NEEDS_HEADERS else lambda: handler(body)
+        )
         if not key:
-            return handler(body)
+            return call()
         with _lock:
             if key not in _replies or _replies[key][0] >= 500:
-                _replies[key] = handler(body)
+                _replies[key] = call()  # a replayed key gets the first answer, no new callback
             return _replies[key]
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle

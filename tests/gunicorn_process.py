@@ -54,10 +54,12 @@ def child_env(**overrides: str) -> dict[str, str]:
     """
     from django.db import connection
 
-    name = connection.settings_dict["NAME"]
-    assert name.startswith("test_"), "mark the test django_db: no test database is set up"
+    name = str(connection.settings_dict["NAME"])
+    assert Path(name).name.startswith("test"), "mark the test django_db: no test database"
     env = dict(os.environ)
     env["DB_NAME"] = name
+    if connection.vendor == "sqlite":
+        env["SQLITE_PATH"] = name  # the test database's file (tests/conftest.py)
     env.update(overrides)
     return env
 

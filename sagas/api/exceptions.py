@@ -82,6 +82,10 @@ def exception_handler(exc, context):
         exc = Conflict(exc.detail, saga_status=exc.saga_status)
     elif isinstance(exc, domain.Invalid):
         exc = exceptions.ValidationError({exc.field or "non_field_errors": [exc.detail]})
+    elif isinstance(exc, domain.NotFound):
+        exc = exceptions.NotFound(exc.detail)
+    elif isinstance(exc, domain.Forbidden):
+        exc = exceptions.PermissionDenied(exc.detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -1,7 +1,7 @@
 """OpenAPI documentation helpers: the X-API-Key scheme, error responses, examples."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from sagas.api.auth import HEADER
 from sagas.api.serializers import ErrorSerializer
@@ -138,6 +138,28 @@ REPAIRABLE_DEFINITION = {
     ],
 }
 
+ASYNC_DEFINITION = {
+    "name": "warehouse_checkout",
+    "description": "Charge, then wait for the warehouse to confirm the pick",
+    "steps": [
+        {
+            "name": "charge_payment",
+            "action": {"method": "POST", "url": "http://payments:8000/charges"},
+            "compensation": {"method": "POST", "url": "http://payments:8000/refunds"},
+        },
+        {
+            "name": "pick_order",
+            "action": {
+                "method": "POST",
+                "url": "http://warehouse:8000/picks",
+                "body": {"order_id": "${input.order_id}"},
+                "async": {"timeout_seconds": 3600},
+            },
+            "compensation": {"method": "POST", "url": "http://warehouse:8000/picks/cancel"},
+        },
+    ],
+}
+
 DEFINITION_EXAMPLES = [
     OpenApiExample("Checkout saga", value=CHECKOUT_DEFINITION, request_only=True),
     OpenApiExample(
@@ -157,6 +179,47 @@ DEFINITION_EXAMPLES = [
             }
         },
         request_only=True,
+    ),
+    OpenApiExample(
+        "An asynchronous step",
+        value=ASYNC_DEFINITION,
+        request_only=True,
+        description=(
+            "`pick_order` may answer 202: it then waits (up to an hour) for the warehouse "
+            "to POST its outcome to the callback URL it was sent."
+        ),
+    ),
+]
+
+CALLBACK_TOKEN_PARAMETER = OpenApiParameter(
+    "X-Saga-Callback-Token",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The token sent with the step's call (one per saga, step and run).",
+)
+
+CALLBACK_EXAMPLES = [
+    OpenApiExample(
+        "Succeeded",
+        value={"outcome": "succeeded", "response": {"pick_id": "pk-7", "boxes": 2}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Failed",
+        value={"outcome": "failed", "error": "out of stock at the warehouse"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Recorded",
+        value={
+            "saga": "6f1c2f8e-5a0e-4c1b-9a55-2a1f0c3e9b10",
+            "step": "pick_order",
+            "outcome": "succeeded",
+            "recorded": True,
+        },
+        response_only=True,
+        status_codes=["202"],
     ),
 ]
 

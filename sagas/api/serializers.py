@@ -36,6 +36,8 @@ MAX_URL = 2048
 MAX_HEADER_VALUE = 4096
 MAX_DEFINITION_TIMEOUT = 604800.0
 MAX_CALL_TIMEOUT = 300.0
+MAX_ASYNC_TIMEOUT = 604800
+MAX_CALLBACK_ERROR = 2000
 DEFAULT_BACKOFF = 2.0
 DEFAULT_MAX_DELAY = 60.0
 # What an action that fails for good does (DESIGN §9.2): undo the saga, or wait for an operator.
@@ -233,6 +235,40 @@ class CallSerializer(StrictSerializer):
         }
 
 
+class AsyncSerializer(StrictSerializer):
+    timeout_seconds = NumberField(
+        min_value=1,
+        max_value=MAX_ASYNC_TIMEOUT,
+        help_text="Seconds to wait for the callback after a 202 (1–604800).",
+    )
+
+
+class ActionSerializer(CallSerializer):
+    """A step's action: a call, optionally asynchronous (`async`, DESIGN §9.4)."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # `async` is a Python keyword: the field cannot be a class attribute.
+        fields["async"] = AsyncSerializer(
+            required=False,
+            allow_null=True,
+            help_text=(
+                "Asynchronous action: a 202 answer makes the step `waiting` until the "
+                "participant POSTs its outcome to X-Saga-Callback-Url (with "
+                "X-Saga-Callback-Token), or until timeout_seconds pass (an uncertain "
+                "failure, compensated)."
+            ),
+        )
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        action = super().validate(attrs)
+        if attrs.get("async") is not None:
+            # Kept only when set: definitions without it normalise as before.
+            action["async"] = {"timeout_seconds": attrs["async"]["timeout_seconds"]}
+        return action
+
+
 class RetrySerializer(StrictSerializer):
     max_attempts = WholeNumberField(
         required=False,
@@ -269,7 +305,7 @@ def on_failure_field(help_text: str) -> serializers.ChoiceField:
 
 class StepSerializer(StrictSerializer):
     name = NameField()
-    action = CallSerializer()
+    action = ActionSerializer()
     compensation = CallSerializer(
         required=False, allow_null=True, help_text="Optional: the call that undoes the action."
     )
@@ -494,9 +530,42 @@ def start_request_validate(data) -> dict:
     return _start_serializer().run_validation(data)
 
 
+class CallbackSerializer(StrictSerializer):
+    """A participant's callback for an asynchronous step (DESIGN §9.4)."""
+
+    outcome = serializers.ChoiceField(
+        choices=["succeeded", "failed"],
+        help_text="succeeded: the step succeeded; failed: a permanent failure of the step.",
+    )
+    response = JsonValueField(
+        required=False,
+        allow_null=True,
+        help_text="Any JSON: the step's response (`${steps.<step>.response…}` in templates).",
+    )
+    error = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=MAX_CALLBACK_ERROR,
+        controls_ok="\t\n\r",
+        help_text="Why it failed (the step's error), for `failed`.",
+    )
+
+
+class CallbackOutSerializer(serializers.Serializer):
+    saga = serializers.UUIDField()
+    step = serializers.CharField()
+    outcome = serializers.CharField()
+    recorded = serializers.BooleanField(
+        help_text="true: recorded now (202); false: the same callback was recorded before (200)."
+    )
+
+
 class StepStateSerializer(serializers.Serializer):
     name = serializers.CharField()
-    status = serializers.CharField(help_text="pending, running, succeeded, failed, ...")
+    status = serializers.CharField(
+        help_text="pending, running, waiting (for a callback), succeeded, failed, ..."
+    )
     attempts = serializers.IntegerField()
     compensation_attempts = serializers.IntegerField()
     response = serializers.JSONField(allow_null=True)

@@ -260,6 +260,10 @@ class ApiRateThrottle(throttling.BaseThrottle):
     def allow_request(self, request, view) -> bool:
         if not getattr(view, "authentication_classes", None):
             return True  # an open endpoint (health, status, docs, schema)
+        return self.counted(request, request_bucket(request))
+
+    def counted(self, request, bucket: str) -> bool:
+        """Count the request in `bucket` (once per request); whether it is allowed."""
         django_request = _django_request(request)
         if not hasattr(django_request, REQUEST_ATTR):  # count each request once
             setattr(django_request, REQUEST_ATTR, None)
@@ -267,7 +271,7 @@ class ApiRateThrottle(throttling.BaseThrottle):
                 django_request,
                 REQUEST_ATTR,
                 window_hit(
-                    bucket=request_bucket(request),
+                    bucket=bucket,
                     limit=settings.RATE_LIMIT_MAX_REQUESTS,
                     window=settings.RATE_LIMIT_WINDOW,
                 ),
@@ -288,6 +292,19 @@ class UnknownKeyRateThrottle(ApiRateThrottle):
         if not request_bucket(request).startswith("ip:"):
             return True  # a known key: not counted here
         return super().allow_request(request, view)
+
+
+class ClientIpRateThrottle(ApiRateThrottle):
+    """Per client IP whatever key is sent, for an endpoint without API keys: an
+    asynchronous step's callback, whose token is its credential (DESIGN §9.4)."""
+
+    def allow_request(self, request, view) -> bool:
+        ip = client_ip(
+            remote_addr=request.META.get("REMOTE_ADDR", ""),
+            forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+            trusted=parse_networks(tuple(settings.TRUSTED_PROXIES)),
+        )
+        return self.counted(request, "ip:" + ip_bucket(ip))
 
 
 def throttled_before_view(exc: Exception, context: dict) -> exceptions.Throttled | None:

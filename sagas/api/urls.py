@@ -25,4 +25,9 @@ urlpatterns = [
         views.EventRedeliverView.as_view(),
         name="event-redeliver",
     ),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step>/callback/",
+        views.StepCallbackView.as_view(),
+        name="saga-step-callback",
+    ),
 ]

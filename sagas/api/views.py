@@ -11,6 +11,8 @@ from rest_framework.response import Response
 from sagas import selectors, services
 from sagas.api.auth import IsClient, IsInternal
 from sagas.api.schema import (
+    CALLBACK_EXAMPLES,
+    CALLBACK_TOKEN_PARAMETER,
     CONFLICT_CANCEL,
     CONFLICT_PAUSE,
     DEFINITION_EXAMPLES,
@@ -31,6 +33,8 @@ from sagas.api.schema import (
 from sagas.api.serializers import (
     NAME_RE,
     AttemptSerializer,
+    CallbackOutSerializer,
+    CallbackSerializer,
     DefinitionOutSerializer,
     DefinitionQuerySerializer,
     DefinitionSerializer,
@@ -47,7 +51,9 @@ from sagas.api.serializers import (
     saga_representation,
     start_request_validate,
 )
+from sagas.api.throttling import ClientIpRateThrottle
 from sagas.engine import control
+from sagas.engine.callback_receive import step_callback
 from sagas.engine.trace_context import trace_incoming
 from sagas.models import SagaInstance
 
@@ -487,6 +493,61 @@ class EventRedeliverView(GenericAPIView):
     def post(self, request, event_id):
         event = services.webhook_redeliver(event_id=event_id)
         return Response(EventSerializer(event).data, status=status.HTTP_202_ACCEPTED)
+
+
+class StepCallbackView(GenericAPIView):
+    """An asynchronous step's outcome, from its participant (DESIGN §9.4). No API key:
+    the X-Saga-Callback-Token header is the credential; limited per client IP."""
+
+    serializer_class = CallbackSerializer
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientIpRateThrottle]
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A callback's response is bounded like a call's answer (413 above)."""
+        return settings.SAGA_MAX_RESPONSE_BYTES
+
+    @extend_schema(
+        operation_id="sagas_step_callback",
+        summary="Report the outcome of an asynchronous step (its participant)",
+        description=(
+            "The participant of an action with `async` that answered 202 POSTs here "
+            "(the URL it got in X-Saga-Callback-Url) with the X-Saga-Callback-Token it got. "
+            "202: recorded, the saga moves on (or at resume when paused); a callback sent "
+            "before the 202 was recorded is kept and applied then. 200: the same outcome "
+            "and response were already recorded. 409: a different one was, or the step "
+            "neither waits nor has its call in flight (timed out, cancelled, finished). "
+            "403: the token is not this run's of this step. 404: unknown saga or step. "
+            "413: a body over SAGA_MAX_RESPONSE_BYTES. Limited per client IP (429)."
+        ),
+        parameters=[CALLBACK_TOKEN_PARAMETER],
+        request=CallbackSerializer,
+        responses={
+            202: CallbackOutSerializer,
+            200: CallbackOutSerializer,
+            **errors(400, 403, 404, 409, 413, 415),
+        },
+        examples=CALLBACK_EXAMPLES,
+        auth=[],
+        tags=["sagas"],
+    )
+    def post(self, request, saga_id, step: str):
+        serializer = CallbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        body = serializer.validated_data
+        received = step_callback(
+            saga_id=saga_id,
+            step=step,
+            token=request.headers.get("X-Saga-Callback-Token"),
+            outcome=body["outcome"],
+            response=body.get("response"),
+            error=body.get("error"),
+        )
+        answer = {"saga": str(saga_id), "step": step, "outcome": body["outcome"]}
+        code = status.HTTP_202_ACCEPTED if received.recorded else status.HTTP_200_OK
+        return Response(answer | {"recorded": received.recorded}, status=code)
 
 
 class ServiceStatusView(GenericAPIView):

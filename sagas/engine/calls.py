@@ -4,12 +4,15 @@ Headers on every call: Content-Type, an Idempotency-Key that is the same on ever
 the call (`<saga id>:<step>:<action|compensation>`, plus `:<n>` from a step's n-th run on,
 DESIGN §9.2), X-Saga-Id, X-Saga-Step, X-Request-ID,
 and the saga's W3C trace: `traceparent` (a new parent id per call) and `tracestate` when
-the saga has one.
+the saga has one. An asynchronous action's every call also carries X-Saga-Callback-Url and
+X-Saga-Callback-Token (DESIGN §9.4, callbacks.py).
 """
 
 import hashlib
 import json
+from dataclasses import dataclass
 
+from sagas.engine.callbacks import callback_token, callback_url
 from sagas.engine.headers import header_reserved_problem
 from sagas.engine.hosts import url_problem
 from sagas.engine.outcomes import CallResult, permanent_failure
@@ -28,7 +31,17 @@ OWN_HEADERS = (
     "x-request-id",
     "traceparent",
     "tracestate",
+    "x-saga-callback-url",
+    "x-saga-callback-token",
 )
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """Where participants call back (SAGA_PUBLIC_URL) and the key tokens derive from."""
+
+    public_url: str
+    secret: str
 
 
 def idempotency_key(saga_id: str, step: str, phase: str, run: int = 1) -> str:
@@ -59,6 +72,7 @@ def call_prepare(
     request_id: str,
     trace: TraceContext,
     allowed_hosts: list[str],
+    callback: CallbackConfig | None = None,
 ) -> ParticipantRequest | CallResult:
     """The request to send, or the permanent failure that stops it from being sent."""
     spec = call_spec(plan, call)
@@ -98,6 +112,10 @@ def call_prepare(
     )
     if trace.state:
         headers["tracestate"] = trace.state
+    if call.phase == Phase.ACTION and plan.steps[call.index].async_timeout and callback:
+        run = steps[call.index].get("run", 1)
+        headers["X-Saga-Callback-Url"] = callback_url(callback.public_url, saga_id, name)
+        headers["X-Saga-Callback-Token"] = callback_token(callback.secret, saga_id, name, run)
     return ParticipantRequest(
         method=method,
         url=url,

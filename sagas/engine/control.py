@@ -65,7 +65,7 @@ def saga_cancel(*, saga_id, actor: Actor = SYSTEM, reason: str = "") -> SagaInst
             events.append(_cancel_unstarted(saga, now))
             # No worker will see it: its `SAGA finished` line and metrics are emitted here.
             transaction.on_commit(lambda: event_emit(_finished_event(saga)))
-        elif saga.status == SagaStatus.PAUSED:
+        elif saga.status == SagaStatus.PAUSED or _waiting_unheld(saga):
             events += _state_change(saga, now, _cancel_paused)
         else:
             _request_cancel(saga, now)
@@ -95,8 +95,17 @@ def _cancel_unstarted(saga: SagaInstance, now: datetime) -> dict:
     return history_event("finished", now, details={"status": saga.status, "error": "cancelled"})
 
 
+def _waiting_unheld(saga: SagaInstance) -> bool:
+    """Its step waits for a callback (§9.4): no call in flight, nobody holds it."""
+    index = saga.current_step
+    waiting = 0 <= index < len(saga.steps) and saga.steps[index]["status"] == StepStatus.WAITING
+    return waiting and saga.status == SagaStatus.RUNNING and saga.lease_token is None
+
+
 def _cancel_paused(state: SagaState, now: datetime) -> None:
-    # Nobody holds a paused saga: its compensation begins here and a worker carries it on.
+    # Nobody holds a paused saga, nor one whose step waits for its callback: its
+    # compensation begins here (the waiting step undone as uncertain, then the earlier
+    # ones) and a worker carries it on.
     state.cancel_requested = True
     state.pause_request = None  # answered: the cancel wins
     cancel_apply(state, now)

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from saga_orchestrator.request_context import reset_request_id, set_request_id
 from sagas.engine.call_log import logged_body, logged_headers
-from sagas.engine.calls import call_prepare, call_spec, request_fingerprint
+from sagas.engine.callbacks import callback_parse
+from sagas.engine.calls import CallbackConfig, call_prepare, call_spec, request_fingerprint
 from sagas.engine.outcomes import CallResult
 from sagas.engine.participants import ParticipantRequest, participant_call
 from sagas.engine.plan import SagaPlan, plan_build, steps_initial
@@ -123,6 +124,9 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
                 # A cancel or pause arrived: nothing was written; decide again with it.
                 state.cancel_requested = state.cancel_requested or control.cancel_requested
                 state.pause_request = state.pause_request or control.pause_request
+                if control.callback != state.callback_seen:
+                    state.callback_seen = control.callback
+                    state.callback = callback_parse(control.callback)
                 continue
             before = state.status
             result = request if isinstance(request, CallResult) else _send(request)
@@ -147,6 +151,7 @@ def _call_open(lease, before, state, plan, call, closed, claimed, runtime):
         request_id=lease.request_id,
         trace=lease.trace,
         allowed_hosts=settings.SAGA_ALLOWED_HOSTS,
+        callback=CallbackConfig(settings.SAGA_PUBLIC_URL, settings.SECRET_KEY),
     )
     spec = call_spec(plan, call)
     sent = isinstance(request, ParticipantRequest)

@@ -16,7 +16,8 @@ hop, the URL must pass `resolved_url_problem` (SAGA_ALLOWED_HOSTS, and no name r
 to a link-local or metadata address); a refused URL is a permanent failure. Connections
 are opened to the very addresses that were checked (no second DNS answer in between).
 Redirects are followed only when `redirect_allowed` passes, at most MAX_REDIRECTS hops;
-one that leaves the origin carries only Content-Type and the service's own headers.
+one that leaves the origin carries only Content-Type and the service's own headers (the
+callback token excepted: it stays with the participant it was made for).
 """
 
 import dataclasses
@@ -64,6 +65,8 @@ CROSS_ORIGIN_HEADERS = frozenset(
     {"content-type", "idempotency-key", "x-request-id", "traceparent", "tracestate"}
 )
 CROSS_ORIGIN_PREFIX = "x-saga-"
+# …but never the callback token: a credential for this service, for the participant only.
+CROSS_ORIGIN_NEVER = frozenset({"x-saga-callback-token"})
 # A body that is not storable JSON is kept as text, cut at this many bytes.
 TEXT_MAX_BYTES = 64 * 1024
 # How long a name's resolution (and a URL's verdict) is trusted: short enough to follow
@@ -235,6 +238,8 @@ def _redirected(request: ParticipantRequest, status_code: int, target: str):
 
 def _crosses_origins(name: str) -> bool:
     name = name.lower()
+    if name in CROSS_ORIGIN_NEVER:
+        return False
     return name in CROSS_ORIGIN_HEADERS or name.startswith(CROSS_ORIGIN_PREFIX)
 
 

@@ -21,6 +21,9 @@ class StepPlan:
     # "compensate" | "pause": what its final failure does (the normalised definition
     # writes the effective value on every step; older versions have none).
     on_failure: str = "compensate"
+    # Seconds to wait for the callback after a 202 of an asynchronous action (its
+    # `"async": {"timeout_seconds": N}`, DESIGN §9.4); None: an ordinary action.
+    async_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ def _step(step: dict, retry_attempts: int, retry_delay: float) -> StepPlan:
         compensation=step.get("compensation") or None,
         policy=policy,
         on_failure=step.get("on_failure") or "compensate",
+        async_timeout=_async_timeout(step["action"]),
     )
+
+
+def _async_timeout(action: dict) -> float | None:
+    options = action.get("async")
+    return None if not options else float(options["timeout_seconds"])
 
 
 def steps_initial(plan_steps: list[dict]) -> list[dict]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sagas.engine.callbacks import waiting_until
 from sagas.engine.transitions import (
     SagaState,
     certain_failures_mark,
@@ -65,8 +66,8 @@ def resume_apply(state: SagaState, resume: Resume, now: datetime) -> None:
     deadline on by the paused time and continues, skips or rewinds."""
     stopped = state.current_step
     target = _resume_target(state, resume, stopped)
-    if state.deadline_at is not None and state.paused_at is not None:
-        state.deadline_at += max(now - state.paused_at, timedelta(0))
+    if state.paused_at is not None:
+        _clocks_moved(state, max(now - state.paused_at, timedelta(0)))
     state.paused_at = state.pause_request = None
     state.status = SagaStatus.RUNNING if state.started_at else SagaStatus.PENDING
     state.error = state.cause = None
@@ -77,6 +78,16 @@ def resume_apply(state: SagaState, resume: Resume, now: datetime) -> None:
         _rewind(state, target, stopped)
     else:
         _continue(state, stopped, resume)
+
+
+def _clocks_moved(state: SagaState, paused_for: timedelta) -> None:
+    """Neither the saga deadline nor a waiting step's async timeout runs while paused."""
+    if state.deadline_at is not None:
+        state.deadline_at += paused_for
+    for step in state.steps:
+        until = waiting_until(step)
+        if step["status"] == StepStatus.WAITING and until is not None:
+            step["waiting_until"] = (until + paused_for).isoformat()
 
 
 def _resume_target(state: SagaState, resume: Resume, stopped: int) -> int | None:

@@ -4,6 +4,7 @@
     call_start(state, call, now, fingerprint) -> state        count the attempt, mark it in flight
     call_settle(state, plan, call, result, now, rand) -> state  what the outcome means
     interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
+    (in decide) a callback applied, an async step waiting, or its async timeout (§9.4)
     cancel_refusal(status, cancel_requested) -> reason | None   may a cancel be accepted
     pause_apply(state, now, request) / cancel_apply(state, now)   operator changes (repair.py)
 
@@ -15,6 +16,7 @@ The executor persists each returned state with one fenced write (the store).
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sagas.engine.callbacks import callback_fate, waiting_until
 from sagas.engine.outcomes import CallResult
 from sagas.engine.plan import SagaPlan
 from sagas.engine.retry import retry_delay
@@ -35,6 +37,7 @@ NEEDS_UNDO = frozenset(
         StepStatus.RUNNING,
         StepStatus.COMPENSATING,
         StepStatus.COMPENSATION_FAILED,
+        StepStatus.WAITING,  # accepted (202): it may have taken effect
     }
 )
 CANCELLABLE_STATUSES = frozenset({SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.PAUSED})
@@ -71,6 +74,11 @@ class SagaState:
     rewind_step: int | None = None
     # History events of the changes since the last write (store: written with the state).
     events: list[dict] = field(default_factory=list)
+    # A participant's callback not applied yet (callbacks.py), as the worker last read it:
+    # parsed, and the column's text (the store's fence). decide sets `callback` to None
+    # once it applied or discarded it; the store then clears the column.
+    callback: dict | None = None
+    callback_seen: str | None = None
 
     def copy(self) -> "SagaState":
         return replace(self, steps=[dict(step) for step in self.steps], events=list(self.events))
@@ -138,12 +146,18 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
     state = state.copy()
     if state.status in AT_REST:
         return state, None
-    # A cancel or a pause cuts a retry wait short: either acts at once (§9.1, §9.2).
-    acting = state.phase == Phase.ACTION and (state.cancel_requested or state.pause_request)
+    # A cancel, a pause or a callback cuts a wait short: each acts at once (§9.1, §9.2,
+    # §9.4).
+    applies = state.callback is not None and _callback_fate(state) == "apply"
+    acting = state.phase == Phase.ACTION and (
+        state.cancel_requested or state.pause_request or applies
+    )
     if state.next_attempt_at is not None and state.next_attempt_at > now and not acting:
         return state, None
     if state.cancel_requested:
         cancel_apply(state, now)
+    if state.callback is not None:
+        _callback_take(state, plan, now)
     if state.phase == Phase.COMPENSATION:
         call = _next_compensation(state, plan, now)
         if call is not None or state.phase == Phase.COMPENSATION or state.status in AT_REST:
@@ -152,6 +166,12 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
     if state.pause_request is not None:
         pause_apply(state, now, state.pause_request)
         return state, None
+    if _waits(state, plan, now):
+        return state, None
+    if state.status in AT_REST:  # the async timeout paused it (on_failure pause)
+        return state, None
+    if state.phase == Phase.COMPENSATION:  # the async timeout began compensation
+        return state, _next_compensation(state, plan, now)
     call = _next_action(state, plan, now)
     if call is not None or state.status in AT_REST:
         return state, call
@@ -363,6 +383,10 @@ def call_settle(
 def _action_settle(state, plan, call, result, now, rand) -> None:
     step = state.steps[call.index]
     step["status_code"] = result.status_code
+    timeout = plan.steps[call.index].async_timeout
+    if result.outcome == Outcome.SUCCEEDED and result.status_code == 202 and timeout is not None:
+        _wait_begin(state, call, result, timeout, now)
+        return
     if result.outcome == Outcome.SUCCEEDED:
         step.update(status=StepStatus.SUCCEEDED, response=result.response, error=None)
         state.current_step = call.index + 1
@@ -380,16 +404,115 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
             due = min(due, state.deadline_at)
         state.next_attempt_at = due
         return
-    state.record("step_failed", now, step["name"], **_call_details(call, step, result))
-    cause = _error(ErrorCode.STEP_FAILED, step["name"], result.error)
+    _action_fail(state, plan, call.index, result.error, now, _call_details(call, step, result))
+
+
+def _action_fail(state, plan, index: int, error: str | None, now, details: dict) -> None:
+    """The step's action failed for good: pause (on_failure pause) or compensate."""
+    step = state.steps[index]
+    state.record("step_failed", now, step["name"], **details)
+    cause = _error(ErrorCode.STEP_FAILED, step["name"], error)
     # A pause asked for while the step ran wins too: nothing is undone before the operator
     # has looked (the pause is theirs in the history).
     request = state.pause_request
-    if plan.steps[call.index].on_failure == OnFailure.PAUSE or request is not None:
+    if plan.steps[index].on_failure == OnFailure.PAUSE or request is not None:
         step["status"] = StepStatus.FAILED  # `uncertain` still says if it may have happened
         _pause(state, now, cause, _pause_event(now, step["name"], request))
         return
     _compensation_begin(state, cause, now)
+
+
+# Asynchronous steps (§9.4) ------------------------------------------------------------
+
+
+def _wait_begin(state, call: Call, result: CallResult, timeout: float, now) -> None:
+    """A 202 of an asynchronous action: the step waits for its callback, the saga is due
+    again at the async timeout (or its deadline, if sooner); no worker holds it."""
+    step = state.steps[call.index]
+    until = now + timedelta(seconds=timeout)
+    step.update(status=StepStatus.WAITING, error=None, waiting_until=until.isoformat())
+    state.next_attempt_at = until if state.deadline_at is None else min(until, state.deadline_at)
+    details = _call_details(call, step, result) | {"until": step["waiting_until"]}
+    state.record("step_waiting", now, step["name"], **details)
+
+
+def _callback_fate(state: SagaState) -> str:
+    fate = callback_fate(state.steps, state.callback)
+    if fate == "keep" and state.phase != Phase.ACTION:
+        return "discard"  # its step is being undone: the call will not be sent again
+    return fate
+
+
+def _callback_take(state: SagaState, plan: SagaPlan, now: datetime) -> None:
+    """Apply the pending callback if its step waits for it; keep it while the step's call
+    is still to settle; else drop it (the store clears the column)."""
+    fate = _callback_fate(state)
+    if fate == "keep":
+        return
+    record, state.callback = state.callback, None
+    if fate == "apply":
+        names = [step["name"] for step in state.steps]
+        _callback_apply(state, plan, names.index(record["step"]), record, now)
+
+
+def _callback_apply(state, plan, index: int, record: dict, now) -> None:
+    """`succeeded`: the step succeeded with the callback's response. `failed`: a permanent
+    failure (uncertain only if an earlier attempt was). A saga already compensating (a
+    cancel came first) keeps a success's response for its compensation's templates."""
+    step = state.steps[index]
+    step["callback"] = {"outcome": record["outcome"], "response": record["response"]}
+    succeeded = record["outcome"] == "succeeded"
+    if state.phase != Phase.ACTION:
+        if succeeded:
+            step.update(status=StepStatus.SUCCEEDED, response=record["response"])
+        return
+    step.pop("waiting_until", None)
+    state.next_attempt_at = now
+    if succeeded:
+        step.update(status=StepStatus.SUCCEEDED, response=record["response"], error=None)
+        state.current_step = index + 1
+        state.record("step_succeeded", now, step["name"], **_async_details(step, "callback"))
+        return
+    error = f"callback: {record.get('error') or 'the participant reported a failure'}"
+    # Not uncertain unless an earlier attempt was (the mark is sticky, and every settled
+    # failure carries it: certain_failures_mark reads it).
+    step.update(status=StepStatus.FAILED, error=error, uncertain=step.get("uncertain", False))
+    _action_fail(state, plan, index, error, now, _async_details(step, "callback", error))
+
+
+def _waits(state: SagaState, plan: SagaPlan, now: datetime) -> bool:
+    """True while the current step waits for its callback (the saga is due again at its
+    async timeout); at the timeout the step fails, uncertain (it was accepted)."""
+    index = state.current_step
+    if index >= len(state.steps) or state.steps[index]["status"] != StepStatus.WAITING:
+        return False
+    if state.deadline_at is not None and now >= state.deadline_at:
+        return False  # _next_action compensates for the saga deadline
+    until = waiting_until(state.steps[index])
+    if until is not None and now < until:
+        deadline = state.deadline_at
+        state.next_attempt_at = until if deadline is None else min(until, deadline)
+        return True
+    _async_timeout(state, plan, index, now)
+    return False
+
+
+def _async_timeout(state: SagaState, plan: SagaPlan, index: int, now: datetime) -> None:
+    """No callback in time: a failure of the step, uncertain (it was accepted)."""
+    step = state.steps[index]
+    timeout = plan.steps[index].async_timeout
+    error = f"no callback within {timeout:g} s" if timeout else "no callback in time"
+    step.pop("waiting_until", None)
+    step.update(status=StepStatus.FAILED, error=error, uncertain=True)
+    state.next_attempt_at = now
+    _action_fail(state, plan, index, error, now, _async_details(step, "timeout", error))
+
+
+def _async_details(step: dict, via: str, error: str | None = None) -> dict:
+    """The history details of an asynchronous step's outcome (its 202's attempt)."""
+    details = {"phase": str(Phase.ACTION), "run": step_run(step), "attempt": step["attempts"]}
+    details |= {"status_code": step.get("status_code"), "via": via}
+    return details if error is None else details | {"error": error}
 
 
 def _call_details(call: Call, step: dict, result: CallResult) -> dict:
@@ -463,6 +586,8 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
     for step in state.steps:
         if step["status"] == StepStatus.PENDING:
             step["status"] = StepStatus.SKIPPED
+        elif step["status"] == StepStatus.WAITING:
+            step["uncertain"] = True  # accepted, its outcome unknown: undone as uncertain
     certain_failures_mark(state.steps)
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now

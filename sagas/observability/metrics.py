@@ -70,6 +70,13 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
 )
 WEBHOOK_OUTCOMES = ("delivered", "retry", "dead")
+CALLBACKS = Counter(
+    "saga_callbacks_total",
+    "Callbacks of asynchronous steps by outcome: succeeded and failed (recorded), "
+    "duplicate (recorded before), conflict, forbidden (a wrong token).",
+    ["outcome"],
+)
+CALLBACK_OUTCOMES = ("succeeded", "failed", "duplicate", "conflict", "forbidden")
 API_REQUESTS = Counter(
     "saga_api_requests_total", "API requests answered, by method and status.", ["method", "status"]
 )
@@ -127,9 +134,12 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
 
 def _operator_actions_zeroed() -> None:
     """Every action's series from the start, at 0: Prometheus then sees the first action
-    as an increase (a series born at 1 has none), and the dashboard's panel has data."""
+    as an increase (a series born at 1 has none), and the dashboard's panel has data.
+    Callbacks' outcomes likewise."""
     for action in sorted(OPERATOR_ACTION_EVENTS):
         _child(OPERATOR_ACTIONS, action)
+    for outcome in CALLBACK_OUTCOMES:
+        _child(CALLBACKS, outcome)
 
 
 def record_operator_action(action: str) -> None:
@@ -184,6 +194,8 @@ def saga_event_record(event: dict) -> None:
         record_operator_action(kind)
     elif kind == "webhook":
         record_webhook_delivery(outcome=event["outcome"])
+    elif kind == "callback":
+        _safely(_child(CALLBACKS, event["outcome"]).inc)
 
 
 def _safely(record) -> None:

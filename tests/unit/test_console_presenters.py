@@ -38,6 +38,10 @@ def test_the_summary_says_why_in_plain_words():
     assert presenters.saga_summary(status="completed", error=None, steps=steps) == (
         "completed: every step succeeded"
     )
+    steps[1]["status"] = "waiting"
+    assert presenters.saga_summary(status="running", error=None, steps=steps) == (
+        "running: step b waiting for its callback (1 of 2 succeeded)"
+    )
 
 
 def test_the_timeline_puts_every_attempt_on_one_axis_with_lanes_and_waits():

@@ -17,6 +17,7 @@ from django.db.models import DurationField, ExpressionWrapper, F, Min, Q
 from django.db.models.functions import Coalesce, Greatest, Now
 from django.utils import timezone
 
+from sagas.engine.callbacks import callback_parse
 from sagas.engine.store import dialect
 from sagas.engine.store.records import Claimed, Lease
 from sagas.engine.trace_context import trace_stored
@@ -29,6 +30,7 @@ ACTIVE = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 CLAIMED_COLUMNS = (
     "id",
     *(name for name in PERSISTED if name != "next_attempt_at"),
+    "callback",
     "input",
     "definition_id",
     "definition_name",
@@ -114,6 +116,9 @@ def _claimed(row: dict, owner: str, token: uuid.UUID) -> Claimed:
     )
     # Its due time has come (or its holder's lease ran out): due now.
     state = state_of(row | {"next_attempt_at": None})
+    # The callback column (callbacks.py): not part of PERSISTED, which the API's own
+    # state changes write back; the worker reads it, and its fence checks it.
+    state.callback, state.callback_seen = callback_parse(row["callback"]), row["callback"]
     return Claimed(lease, state, row["input"], row["definition_id"])
 
 

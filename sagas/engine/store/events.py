@@ -15,7 +15,18 @@ logger = logging.getLogger("sagas.engine")
 EVENT_LISTENERS: list[Callable[[dict], None]] = []
 
 
-def transition_events(lease: Lease, before: str, state: SagaState, closed: AttemptClose | None):
+# History events of an asynchronous step (DESIGN §9.4) that also make a `SAGA` line:
+# waiting for the callback, the callback applied, or no callback in time.
+ASYNC_LINES = {"step_waiting": "waiting", "callback": "callback_applied", "timeout": "timeout"}
+
+
+def transition_events(
+    lease: Lease,
+    before: str,
+    state: SagaState,
+    closed: AttemptClose | None,
+    history: list[dict] = (),
+):
     base = {
         "saga_id": str(lease.saga_id),
         "definition": lease.definition,
@@ -34,6 +45,7 @@ def transition_events(lease: Lease, before: str, state: SagaState, closed: Attem
             "duration_ms": round(result.duration_ms, 3),
             "error": result.error,
         }
+    yield from _async_events(base, history)
     if state.status == before:
         return
     event = {
@@ -53,6 +65,25 @@ def transition_events(lease: Lease, before: str, state: SagaState, closed: Attem
     elif state.status == SagaStatus.RUNNING:
         event["event"] = "started"
     yield base | event
+
+
+def _async_events(base: dict, history: list[dict]):
+    for entry in history:
+        details = entry.get("details") or {}
+        kind = "step_waiting" if entry["event"] == "step_waiting" else details.get("via")
+        if kind not in ASYNC_LINES:
+            continue
+        outcome = "waiting" if kind == "step_waiting" else entry["event"].removeprefix("step_")
+        yield base | {
+            "event": ASYNC_LINES[kind],
+            "step": entry["step"],
+            "phase": details.get("phase", "action"),
+            "attempt": details.get("attempt"),
+            "outcome": outcome,
+            "duration_ms": None,
+            "error": details.get("error"),
+            "until": details.get("until"),
+        }
 
 
 def event_emit(event: dict, line: str | None = None) -> None:

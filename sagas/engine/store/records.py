@@ -17,13 +17,21 @@ class LeaseLost(Exception):
 
 
 class ControlRequested(Exception):
-    """A cancel or a pause arrived since the claim: nothing was written; decide again
-    with it."""
+    """A cancel, a pause or a callback arrived since the claim: nothing was written;
+    decide again with it (`callback`: the column's text)."""
 
-    def __init__(self, saga_id: str, *, cancel_requested: bool, pause_request: dict | None):
+    def __init__(
+        self,
+        saga_id: str,
+        *,
+        cancel_requested: bool,
+        pause_request: dict | None,
+        callback: str | None = None,
+    ):
         super().__init__(saga_id)
         self.cancel_requested = cancel_requested
         self.pause_request = pause_request
+        self.callback = callback
 
 
 @dataclass

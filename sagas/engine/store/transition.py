@@ -111,10 +111,18 @@ def transition_record(
     # cost: until it knows of one, the fence also requires it unset — the final write
     # included, so that a saga never ends `completed` (or `compensated`) after a cancel was
     # accepted (§9.1) — and a miss tells which condition failed.
-    watch = Watch(cancel=not state.cancel_requested, pause=state.pause_request is None)
+    watch = Watch(
+        cancel=not state.cancel_requested,
+        pause=state.pause_request is None,
+        callback=state.callback_seen,
+    )
     if opened is not None:
         state.steps[opened.call.index]["in_flight"] = opened.mark()
     params = _state_params(lease, state, now, release)
+    if watch.callback is not None:
+        # Applied or dropped (decide cleared it): the column is emptied; else kept.
+        params["callback_seen"] = watch.callback
+        params["callback"] = None if state.callback is None else watch.callback
     params |= dialect.clock_params(now, lease_seconds=None if release else lease_seconds)
     attempt = None
     if closed is not None:
@@ -134,18 +142,22 @@ def transition_record(
     if written != 1:
         _raise_missed(lease, watch)
     state.events.clear()
+    if state.callback is None:
+        state.callback_seen = None
     if webhooks:
         WRITTEN.set()
-    for event in transition_events(lease, before, state, closed):
+    for event in transition_events(lease, before, state, closed, events):
         event_emit(event)
 
 
 @dataclass(frozen=True)
 class Watch:
-    """Which operator requests the fence checks are still unset."""
+    """Which operator requests the fence checks are still unset, and the callback column
+    as the worker last read it (the fence checks it is unchanged: callbacks.py)."""
 
     cancel: bool
     pause: bool
+    callback: str | None = None
 
 
 def _webhook_rows(lease: Lease, state: SagaState, plan: SagaPlan | None) -> list[dict]:
@@ -192,6 +204,8 @@ def _saga_update(watch: Watch, release: bool) -> str:
     expiry = dialect.later_sql("lease_seconds")
     guard = " AND cancel_requested = false" if watch.cancel else ""
     guard += " AND pause_request IS NULL" if watch.pause else ""
+    seen = watch.callback is not None
+    guard += " AND callback = %(callback_seen)s" if seen else " AND callback IS NULL"
     # Released, the state's own due time; held, unchanged (see transition_record).
     due = f", next_attempt_at = {dialect.cast('next_attempt_at', 'timestamptz')}"
     return (
@@ -201,6 +215,7 @@ def _saga_update(watch: Watch, release: bool) -> str:
         " started_at = %(started_at)s, finished_at = %(finished_at)s,"
         " updated_at = %(updated_at)s, paused_at = %(paused_at)s,"
         " rewind_step = %(rewind_step)s,"
+        f"{' callback = %(callback)s,' if seen else ''}"
         " lease_token = %(lease_token)s, lease_owner = %(lease_owner)s,"
         # Held (lease_seconds set), the expiry; released (NULL), none.
         f" lease_expires_at = {expiry}{due if release else ''}"
@@ -232,12 +247,15 @@ def _attempt_insert(saga_id: str, source: str) -> str:
 
 def _raise_missed(lease: Lease, watch: Watch):
     fenced = SagaInstance.objects.filter(id=lease.saga_id, lease_token=lease.token)
-    found = fenced.values_list("cancel_requested", "pause_request").first()
+    found = fenced.values_list("cancel_requested", "pause_request", "callback").first()
     if found is None:
         raise LeaseLost(str(lease.saga_id))
-    cancel_requested, pause_request = found
+    cancel_requested, pause_request, callback = found
     raise ControlRequested(
-        str(lease.saga_id), cancel_requested=cancel_requested, pause_request=pause_request
+        str(lease.saga_id),
+        cancel_requested=cancel_requested,
+        pause_request=pause_request,
+        callback=callback,
     )
 
 
