@@ -87,7 +87,7 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
     lease, state = claimed.lease, claimed.state
     plan = runtime.plans.get(claimed.definition_id)
     if not state.steps:
-        state.steps = steps_initial([{"name": step.name} for step in plan.steps])
+        state.steps = steps_initial([{"name": s.name, "group": s.group} for s in plan.steps])
     before, closed = state.status, None
     interrupted = call_interrupted(state)
     if interrupted is not None:
