@@ -46,6 +46,7 @@ from sagas.engine.transitions import (
     call_start,
     calls_interrupted,
     decide,
+    in_group,
     interruption_settle,
 )
 from sagas.models import SagaDefinition
@@ -270,7 +271,10 @@ def _grouped_run(claimed: Claimed, runtime: Runtime, plan: SagaPlan) -> str | No
         while True:
             decided, call = decide(state, plan, timezone.now())
             try:
-                if call is not None and not runtime.stopping() and not lease.lost:
+                # Several calls in flight only for a group's members (an ordinary step's
+                # call is the only one).
+                startable = not flights or in_group(decided.steps, call.index) if call else False
+                if startable and not runtime.stopping() and not lease.lost:
                     state, request, opened = _call_open(
                         lease, before, decided, plan, call, closed, claimed, runtime
                     )
