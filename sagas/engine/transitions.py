@@ -804,6 +804,7 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
             step["status"] = StepStatus.SKIPPED
         elif step["status"] == StepStatus.WAITING:
             step["uncertain"] = True  # accepted, its outcome unknown: undone as uncertain
+        step.pop("due_at", None)  # a group member's retry is not made (§9.3)
     certain_failures_mark(state.steps)
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now
