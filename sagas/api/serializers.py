@@ -501,7 +501,7 @@ def _template_errors(steps: list[dict]) -> dict[int, dict]:
             members = {
                 number: problems
                 for number, member in enumerate(step["parallel"])
-                if (problems := _step_template_errors(member, before, names, siblings))
+                if (problems := _member_template_errors(member, before, names, siblings))
             }
             if members:
                 errors[index] = {"parallel": members}
@@ -512,6 +512,11 @@ def _template_errors(steps: list[dict]) -> dict[int, dict]:
             errors[index] = step_errors
         before = before + [step["name"]]
     return errors
+
+
+def _member_template_errors(member: dict, before, names, siblings: list[str]) -> dict:
+    others = [name for name in siblings if name != member["name"]]
+    return _step_template_errors(member, before, names, others)
 
 
 def _step_template_errors(step: dict, before: list[str], names: list[str], siblings) -> dict:
