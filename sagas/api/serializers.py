@@ -349,7 +349,8 @@ class GroupSerializer(StrictSerializer):
 
 
 class StepEntrySerializer(StepSerializer):
-    """An entry of a definition's `steps`: a step, or a group `{"name", "parallel"}`."""
+    """An entry of a definition's `steps`: a step, or a group `{"name", "parallel"}`
+    (documented as either: schema.StepEntryExtension)."""
 
     def run_validation(self, data=serializers.empty):
         if isinstance(data, Mapping) and "parallel" in data:
@@ -566,7 +567,7 @@ def _unterminated(value) -> list[str]:
     return []
 
 
-@extend_schema_field(StepSerializer(many=True))
+@extend_schema_field(StepEntrySerializer(many=True))
 class NormalisedStepsField(serializers.JSONField):
     """The stored steps as they are; documented with the step format."""
 

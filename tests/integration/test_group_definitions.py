@@ -4,6 +4,7 @@ saga of such a definition lists the members with their group."""
 
 import pytest
 
+from sagas.api.schema import GROUP_DEFINITION
 from tests.api_builders import call, definition, post_definition, step
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
@@ -102,3 +103,10 @@ def test_members_count_toward_the_50_step_limit(internal_api):
 
     assert response.status_code == 400
     assert "50 steps" in str(response.json())
+
+
+def test_the_documented_group_example_is_accepted(internal_api):
+    response = post_definition(internal_api, GROUP_DEFINITION)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["steps"][0]["parallel"][1]["name"] == "authorise_payment"
