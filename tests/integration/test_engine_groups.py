@@ -158,3 +158,26 @@ def test_pause_waits_for_members_in_flight_and_resume_finishes_the_group(partici
     assert participants.received("POST", "/ship") == []
     control.saga_resume(saga_id=saga.id, actor=OPERATOR)
     assert drive(worker, saga).status == "completed"
+
+
+def test_cancel_while_members_are_in_flight_undoes_them_once_recorded(participants, worker):
+    held = Held(Reply(201, {"id": "stock-1"}))
+    saga = started(grouped(participants, {"stock": held}))
+    thread = in_thread(worker.tick)
+    wait_until(lambda: participants.received("POST", "/stock"), timeout=10)
+
+    control.saga_cancel(saga_id=saga.id, actor=OPERATOR)
+    held.release()
+    thread.join(10)
+    done = drive(worker, saga)
+
+    assert done.status == "cancelled"
+    by_name = {s["name"]: s["status"] for s in done.steps}
+    assert by_name["order"] == "compensated" and by_name["ship"] == "skipped"
+    for name in MEMBERS:  # a member not started when the cancel came is not started at all
+        called = bool(participants.received("POST", f"/{name}"))
+        assert by_name[name] == ("compensated" if called else "skipped"), name
+        assert len(participants.received("POST", f"/{name}/cancel")) == int(called), name
+    stock_answered = participants.received("POST", "/stock")[0].answered
+    assert stock_answered <= participants.received("POST", "/stock/cancel")[0].at
+    assert participants.received("POST", "/ship") == []
