@@ -53,9 +53,10 @@ def step_callback(
         state = next((entry for entry in saga.steps if entry["name"] == step), None)
         if state is None:
             raise NotFound("No step with this name in this saga.")
-        run = state.get("run", 1)
+        # The run whose key (and token) the step's calls carry (calls.py).
+        key_run = state.get("key_run") or state.get("run", 1)
         now = timezone.now()
-        if not token_matches(settings.SECRET_KEY, str(saga.id), step, run, token):
+        if not token_matches(settings.SECRET_KEY, str(saga.id), step, key_run, token):
             verdict = Verdict(FORBIDDEN, "The callback token is not valid for this step.")
         else:
             verdict = callback_verdict(
@@ -69,7 +70,12 @@ def step_callback(
             )
         if verdict.kind == RECORD:
             record = callback_record(
-                step=step, run=run, outcome=outcome, response=response, error=error, now=now
+                step=step,
+                run=state.get("run", 1),
+                outcome=outcome,
+                response=response,
+                error=error,
+                now=now,
             )
             _record(saga, record, now)
     # Refusals write nothing; each answer is one `SAGA callback` line and one count.

@@ -113,7 +113,9 @@ def call_prepare(
     if trace.state:
         headers["tracestate"] = trace.state
     if call.phase == Phase.ACTION and plan.steps[call.index].async_timeout and callback:
-        run = steps[call.index].get("run", 1)
+        # The token follows the key: a request re-sent with an earlier run's key (a plain
+        # resume of an uncertain step) carries that run's token, so a participant that
+        # deduplicates by key may call back with the token it already has.
         headers["X-Saga-Callback-Url"] = callback_url(callback.public_url, saga_id, name)
         headers["X-Saga-Callback-Token"] = callback_token(callback.secret, saga_id, name, run)
     return ParticipantRequest(

@@ -304,3 +304,30 @@ def test_any_other_2xx_of_an_async_action_succeeds_at_once(participants, worker)
     assert done.status == "completed"
     assert participants.received("POST", "/ship")[0].body == {"box": "B-3"}
     assert ("step_waiting", "pick") not in history(saga)
+
+
+def test_a_resumed_timed_out_step_sent_again_with_its_old_key_keeps_its_old_token(
+    participants, worker
+):
+    """After an async timeout under on_failure pause, a plain resume re-sends the same
+    request with the same Idempotency-Key (§9.2): its token is that key's, so a participant
+    that deduplicates by key can call back with the token it already holds."""
+    saga = saga_create(
+        warehouse(participants, timeout_seconds=1, on_failure="pause"), {"order": "A-9"}
+    )
+    waiting_on(worker, saga)
+    first_path, first_token = callback_of(participants)
+    tick_until(worker, saga, lambda s: s.status == "paused", timeout=15)
+
+    control.saga_resume(saga_id=saga.id, actor=OPERATOR)
+    waiting_on(worker, saga)
+
+    first, again = participants.received("POST", "/pick")
+    assert again.header("Idempotency-Key") == first.header("Idempotency-Key")
+    assert again.header("X-Saga-Callback-Token") == first_token
+    answer = post_callback(
+        first_path, first_token, {"outcome": "succeeded", "response": {"box": 7}}
+    )
+    assert answer.status_code == 202
+    assert drive(worker, saga).status == "completed"
+    assert participants.received("POST", "/ship")[0].body == {"box": 7}

@@ -379,3 +379,48 @@ def test_a_cancel_accepted_while_a_pause_is_pending_wins(participants, worker):
     assert done.status == "cancelled"
     assert [s["status"] for s in done.steps] == ["compensated", "compensated", "skipped"]
     assert participants.received("POST", "/ship") == []
+
+
+def test_resumes_racing_busy_workers_run_each_step_once_per_run(participants):
+    """Two workers tick without pause while an operator pauses and resumes the same saga
+    over and over: every run of every step is called once, and the saga completes."""
+    from sagas.engine.worker import Worker
+
+    definition = order(participants, on_failure="compensate")
+    participants.script("POST", "/reserve", Reply(201, {"id": "r-9"}, delay=0.1))
+    participants.script("POST", "/address", Reply(201, {"label": "L"}, delay=0.1))
+    saga = saga_create(definition, {"street": "11 Oak"})
+    stop = []
+
+    def busy(worker):
+        while not stop:
+            if not worker.tick():
+                time.sleep(0.002)
+
+    threads = [in_thread(busy, Worker(concurrency=1, poll_seconds=0.01)) for _ in range(2)]
+    try:
+        for _ in range(20):
+            status = saga_get(saga).status
+            if status == "completed":
+                break
+            try:
+                if status == "paused":
+                    control.saga_resume(saga_id=saga.id, actor=OPERATOR)
+                else:
+                    control.saga_pause(saga_id=saga.id, actor=OPERATOR)
+            except Conflict:
+                pass  # a pause still pending, or already paused: the race is the point
+            time.sleep(0.02)
+        if saga_get(saga).status == "paused":
+            control.saga_resume(saga_id=saga.id, actor=OPERATOR)
+        wait_until(lambda: saga_get(saga).status == "completed", timeout=20)
+    finally:
+        stop.append(True)
+        for thread in threads:
+            thread.join(10)
+
+    sent = [r.header("Idempotency-Key") for r in participants.received()]
+    assert len(sent) == len(set(sent)) == 3  # each action once: no run was started twice
+    assert [a.outcome for a in attempts(saga)] == ["succeeded"] * 3
+    happened = [event for event, _, _ in events(saga)]
+    assert happened.count("paused") == happened.count("resumed") >= 2
