@@ -289,3 +289,26 @@ def test_resume_skip_needs_exactly_one_failed_member_and_from_step_rewinds_the_g
     by_group = state.copy()
     resume_apply(by_group, Resume(from_step="g"), NOW)
     assert by_group.rewind_step == 1
+
+
+def test_an_async_member_waits_without_a_call_and_times_out_as_an_uncertain_failure():
+    steps = [{"name": "g", "parallel": [spec("x"), spec("y")]}]
+    steps[0]["parallel"][0]["action"]["async"] = {"timeout_seconds": 60}
+    p = plan_build(
+        definition="d",
+        steps=steps,
+        retry_attempts=3,
+        retry_delay=5,
+        compensation_attempts=2,
+        call_timeout=30,
+    )
+    state, calls = start_all(new_state(p), p)
+    state = settle(state, p, calls[0], CallResult("succeeded", 202, {"accepted": True}))
+    state = settle(state, p, calls[1], OK)
+    state, call = decide(state, p, NOW)
+    until = NOW + timedelta(seconds=60)
+    assert call is None and state.steps[0]["status"] == "waiting"
+    assert state.next_attempt_at == until  # released until its async timeout
+    state, undo = start_all(state, p, until)
+    assert state.phase == "compensation" and state.steps[0]["uncertain"]
+    assert undo == [Call("compensation", 0, 1), Call("compensation", 1, 1)]
