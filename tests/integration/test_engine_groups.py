@@ -4,7 +4,10 @@ their responses, a member's failure lets the calls in flight finish and undoes t
 Real participant servers, sagas started through the service (the start's own SQL builds
 the members' steps), a worker driven a tick at a time, on both databases."""
 
+from urllib.parse import urlsplit
+
 import pytest
+from rest_framework.test import APIClient
 
 from sagas.engine import control
 from sagas.services import saga_start
@@ -181,3 +184,29 @@ def test_cancel_while_members_are_in_flight_undoes_them_once_recorded(participan
     stock_answered = participants.received("POST", "/stock")[0].answered
     assert stock_answered <= participants.received("POST", "/stock/cancel")[0].at
     assert participants.received("POST", "/ship") == []
+
+
+def test_an_async_member_waits_for_its_callback_and_a_later_step_uses_its_response(
+    participants, worker
+):
+    definition = grouped(participants, {"card": Reply(202, {"accepted": True})})
+    definition.steps[1]["parallel"][1]["action"]["async"] = {"timeout_seconds": 60}
+    definition.save(update_fields=["steps"])
+    saga = started(definition)
+
+    worker.tick()  # stock and points succeed; card waits: released, no worker holds it
+
+    waiting = saga_get(saga)
+    assert waiting.status == "running" and not waiting.lease_owner
+    assert waiting.steps[2]["status"] == "waiting"
+    request = participants.received("POST", "/card")[0]
+    answer = APIClient().post(
+        urlsplit(request.header("X-Saga-Callback-Url")).path,
+        {"outcome": "succeeded", "response": {"id": "card-9"}},
+        format="json",
+        HTTP_X_SAGA_CALLBACK_TOKEN=request.header("X-Saga-Callback-Token"),
+    )
+    assert answer.status_code == 202, answer.content
+    done = drive(worker, saga)
+    assert done.status == "completed"
+    assert participants.received("POST", "/ship")[0].body == {"stock": "stock-1", "card": "card-9"}
