@@ -210,3 +210,25 @@ def test_an_async_member_waits_for_its_callback_and_a_later_step_uses_its_respon
     done = drive(worker, saga)
     assert done.status == "completed"
     assert participants.received("POST", "/ship")[0].body == {"stock": "stock-1", "card": "card-9"}
+
+
+def test_a_member_that_pauses_on_failure_runs_again_as_its_next_run_after_resume(
+    participants, worker
+):
+    again = {"card": [Reply(422, {"error": "card declined"}), Reply(201, {"id": "card-2"})]}
+    definition = grouped(participants, again)
+    definition.steps[1]["parallel"][1]["on_failure"] = "pause"
+    definition.save(update_fields=["steps"])
+    saga = started(definition)
+
+    worker.tick()
+
+    paused = saga_get(saga)
+    assert paused.status == "paused" and paused.error["step"] == "card"
+    assert [s["status"] for s in paused.steps[1:4]] == ["succeeded", "failed", "succeeded"]
+    control.saga_resume(saga_id=saga.id, actor=OPERATOR)
+    done = drive(worker, saga)
+    assert done.status == "completed"
+    keys = [r.header("Idempotency-Key") for r in participants.received("POST", "/card")]
+    assert keys == [f"{saga.id}:card:action", f"{saga.id}:card:action:2"]
+    assert len(participants.received("POST", "/stock")) == 1  # the others are not re-sent
