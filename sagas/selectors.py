@@ -99,9 +99,10 @@ def saga_attempt_list(*, saga_id) -> list[SagaAttempt]:
     reads, and its row wins."""
     saga = SagaInstance.objects.filter(id=saga_id).values("steps").first()
     rows = list(SagaAttempt.objects.filter(saga_id=saga_id).order_by("id"))
-    in_flight = _call_in_flight(saga_id, saga) if saga else None
-    if in_flight is not None and not any(_same_call(row, in_flight) for row in rows):
-        rows.append(in_flight)
+    # Every call in flight (a parallel group's members may have several, §9.3).
+    for in_flight in _calls_in_flight(saga_id, saga) if saga else []:
+        if not any(_same_call(row, in_flight) for row in rows):
+            rows.append(in_flight)
     return rows
 
 
@@ -112,27 +113,30 @@ def saga_history(*, saga_id) -> list[dict]:
     return list(SagaEvent.objects.filter(saga_id=saga_id).order_by("id").values(*fields))
 
 
-def _call_in_flight(saga_id, saga: dict) -> SagaAttempt | None:
+def _calls_in_flight(saga_id, saga: dict) -> list[SagaAttempt]:
+    calls = []
     for index, step in enumerate(saga["steps"]):
         mark = step.get("in_flight")
         # A bare `True`: an earlier version inserted the row in flight (it is in `rows`).
         if isinstance(mark, dict):
-            return SagaAttempt(
-                saga_id=saga_id,
-                step=step["name"],
-                step_index=index,
-                phase=mark["phase"],
-                attempt=mark["attempt"],
-                run=mark.get("run", 1),
-                method=mark["method"],
-                url=mark["url"],
-                started_at=parse_datetime(mark["started_at"]),
-                # The request as sent (a mark from before §9.6 has none); no response yet.
-                request_headers=mark.get("request_headers"),
-                request_body=mark.get("request_body"),
-                truncated=mark.get("request_truncated", False),
+            calls.append(
+                SagaAttempt(
+                    saga_id=saga_id,
+                    step=step["name"],
+                    step_index=index,
+                    phase=mark["phase"],
+                    attempt=mark["attempt"],
+                    run=mark.get("run", 1),
+                    method=mark["method"],
+                    url=mark["url"],
+                    started_at=parse_datetime(mark["started_at"]),
+                    # The request as sent (a mark from before §9.6 has none); no response yet.
+                    request_headers=mark.get("request_headers"),
+                    request_body=mark.get("request_body"),
+                    truncated=mark.get("request_truncated", False),
+                )
             )
-    return None
+    return calls
 
 
 def _same_call(row: SagaAttempt, call: SagaAttempt) -> bool:

@@ -83,7 +83,12 @@ def _hashed_form(data: dict) -> dict:
             return {key: value for key, value in values.items() if key != "on_failure"}
         return values
 
-    return without_default(data) | {"steps": [without_default(s) for s in data["steps"]]}
+    def entry(step: dict) -> dict:
+        if "parallel" in step:  # a group (DESIGN §9.3): its members as the steps
+            return step | {"parallel": [without_default(m) for m in step["parallel"]]}
+        return without_default(step)
+
+    return without_default(data) | {"steps": [entry(s) for s in data["steps"]]}
 
 
 def saga_start(

@@ -63,6 +63,7 @@ class Received:
     body: Any  # parsed JSON, else text, None when empty
     at: float  # time.monotonic() on arrival
     raw: bytes = b""  # the body as received (e.g. to check a signature over it)
+    answered: float | None = None  # time.monotonic() once the answer was written
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -154,6 +155,8 @@ def _handler_for(server: ParticipantServer):
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
+                self.wfile.flush()
+                request.answered = time.monotonic()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the caller gave up (timeout)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db import connections
 from django.utils import timezone
 
-from sagas.engine.plan import steps_initial
+from sagas.engine.plan import steps_flat, steps_initial
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaDefinition, SagaInstance
 from tests.participants import Reply
 from tests.support import wait_until
@@ -55,7 +55,7 @@ def saga_create(definition: SagaDefinition, saga_input: dict | None = None, **fi
         "definition_name": definition.name,
         "definition_version": definition.version,
         "input": saga_input or {},
-        "steps": steps_initial(definition.steps),
+        "steps": steps_initial(steps_flat(definition.steps)),
         "next_attempt_at": now,
         "deadline_at": now + timedelta(seconds=definition.timeout_seconds),
     }

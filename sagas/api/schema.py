@@ -1,6 +1,6 @@
 """OpenAPI documentation helpers: the X-API-Key scheme, error responses, examples."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from sagas.api.auth import HEADER
@@ -160,6 +160,44 @@ ASYNC_DEFINITION = {
     ],
 }
 
+# Reserve stock and authorise the card at once (DESIGN §9.3), then ship with both answers.
+GROUP_DEFINITION = {
+    "name": "parallel_checkout",
+    "description": "Reserve stock and authorise the card at once, then ship",
+    "steps": [
+        {
+            "name": "prepare",
+            "parallel": [
+                CHECKOUT_DEFINITION["steps"][0],
+                {
+                    "name": "authorise_payment",
+                    "action": {
+                        "method": "POST",
+                        "url": "http://payments:8000/authorisations",
+                        "body": {"order_id": "${input.order_id}", "amount": "${input.amount}"},
+                    },
+                    "compensation": {
+                        "method": "POST",
+                        "url": "http://payments:8000/authorisations/"
+                        "${steps.authorise_payment.response.authorisation_id}/void",
+                    },
+                },
+            ],
+        },
+        {
+            "name": "ship_order",
+            "action": {
+                "method": "POST",
+                "url": "http://shipping:8000/shipments",
+                "body": {
+                    "reservation": "${steps.reserve_inventory.response.reservation_id}",
+                    "authorisation": "${steps.authorise_payment.response.authorisation_id}",
+                },
+            },
+        },
+    ],
+}
+
 DEFINITION_EXAMPLES = [
     OpenApiExample("Checkout saga", value=CHECKOUT_DEFINITION, request_only=True),
     OpenApiExample(
@@ -187,6 +225,16 @@ DEFINITION_EXAMPLES = [
         description=(
             "`pick_order` may answer 202: it then waits (up to an hour) for the warehouse "
             "to POST its outcome to the callback URL it was sent."
+        ),
+    ),
+    OpenApiExample(
+        "A parallel group",
+        value=GROUP_DEFINITION,
+        request_only=True,
+        description=(
+            "`prepare` runs its 2-20 members at the same time; `ship_order` uses two of "
+            "their responses. A member failing for good undoes the members that succeeded "
+            "(together) before the earlier steps."
         ),
     ),
 ]
@@ -492,3 +540,16 @@ EVENT_REDELIVER_EXAMPLES = [
         status_codes=["202"],
     ),
 ]
+
+
+class StepEntryExtension(OpenApiSerializerExtension):
+    """A definition's step entry is a step or a parallel group (DESIGN §9.3): `oneOf`."""
+
+    target_class = "sagas.api.serializers.StepEntrySerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        from sagas.api.serializers import GroupSerializer, StepSerializer  # noqa: PLC0415
+
+        step = auto_schema.resolve_serializer(StepSerializer, direction).ref
+        group = auto_schema.resolve_serializer(GroupSerializer, direction).ref
+        return {"oneOf": [step, group]}

@@ -22,6 +22,7 @@ from sagas.engine.headers import (
     header_reserved_problem,
     header_value_problem,
 )
+from sagas.engine.plan import steps_flat
 from sagas.engine.webhooks import EVENT_TYPES
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_value_problem
 from sagas.models import SagaAttempt, SagaInstance, SagaStatus, WebhookEvent, WebhookStatus
@@ -30,6 +31,8 @@ NAME_RE = re.compile(r"\A[a-z0-9_-]{1,100}\Z")
 NAME_MESSAGE = "Use 1 to 100 characters from a-z, 0-9, '_' and '-'."
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_STEPS = 50
+# A parallel group's members (DESIGN §9.3).
+MIN_MEMBERS, MAX_MEMBERS = 2, 20
 MAX_HEADERS = 50
 MAX_DESCRIPTION = 2000
 MAX_URL = 2048
@@ -315,6 +318,13 @@ class StepSerializer(StrictSerializer):
         "an operator). Default: the definition's `on_failure`. Stored on every step."
     )
 
+    def run_validation(self, data=serializers.empty):
+        if isinstance(data, Mapping) and "parallel" in data:
+            raise serializers.ValidationError(
+                {"parallel": ["Groups do not nest: a member is an ordinary step."]}
+            )
+        return super().run_validation(data)
+
     def validate(self, attrs: dict) -> dict:
         return {
             "name": attrs["name"],
@@ -324,6 +334,28 @@ class StepSerializer(StrictSerializer):
             # None here: the definition fills in its own value (DefinitionSerializer).
             "on_failure": attrs.get("on_failure"),
         }
+
+
+class GroupSerializer(StrictSerializer):
+    """A parallel group (DESIGN §9.3): its members start together."""
+
+    name = NameField()
+    parallel = StepSerializer(
+        many=True,
+        min_length=MIN_MEMBERS,
+        max_length=MAX_MEMBERS,
+        help_text=f"{MIN_MEMBERS}-{MAX_MEMBERS} ordinary steps, run at the same time.",
+    )
+
+
+class StepEntrySerializer(StepSerializer):
+    """An entry of a definition's `steps`: a step, or a group `{"name", "parallel"}`
+    (documented as either: schema.StepEntryExtension)."""
+
+    def run_validation(self, data=serializers.empty):
+        if isinstance(data, Mapping) and "parallel" in data:
+            return GroupSerializer(context=self.context).run_validation(data)
+        return super().run_validation(data)
 
 
 class NotifySerializer(StrictSerializer):
@@ -379,7 +411,16 @@ class DefinitionSerializer(StrictSerializer):
         "When an action fails for good: `compensate` (default) or `pause`; a step's own "
         "`on_failure` wins."
     )
-    steps = StepSerializer(many=True, min_length=1, max_length=MAX_STEPS)
+    steps = StepEntrySerializer(
+        many=True,
+        min_length=1,
+        max_length=MAX_STEPS,
+        help_text=(
+            "Steps in order; an entry may be a parallel group"
+            ' `{"name": …, "parallel": [step, …]}` (2-20 members, which count toward the'
+            " 50 steps)."
+        ),
+    )
     notify = NotifySerializer(
         required=False,
         allow_null=True,
@@ -395,7 +436,11 @@ class DefinitionSerializer(StrictSerializer):
     def validate(self, attrs: dict) -> dict:
         on_failure = attrs.get("on_failure", DEFAULT_ON_FAILURE)
         # The effective value on every step: the engine reads only the step's.
-        steps = [dict(step, on_failure=step["on_failure"] or on_failure) for step in attrs["steps"]]
+        steps = [_with_on_failure(entry, on_failure) for entry in attrs["steps"]]
+        if len(steps_flat(steps)) > MAX_STEPS:
+            raise serializers.ValidationError(
+                {"steps": [f"At most {MAX_STEPS} steps, the members of groups included."]}
+            )
         errors = _duplicate_name_errors(steps) or _template_errors(steps)
         if errors:
             raise serializers.ValidationError({"steps": errors})
@@ -412,40 +457,86 @@ class DefinitionSerializer(StrictSerializer):
         return normalised
 
 
+def _with_on_failure(entry: dict, on_failure: str) -> dict:
+    if "parallel" in entry:
+        members = [_with_on_failure(member, on_failure) for member in entry["parallel"]]
+        return {"name": entry["name"], "parallel": members}
+    return dict(entry, on_failure=entry["on_failure"] or on_failure)
+
+
 def _duplicate_name_errors(steps: list[dict]) -> dict[int, dict]:
-    """{step index: errors}, like DRF's list errors: only the failing items."""
+    """{step index: errors}, like DRF's list errors: only the failing items. Groups,
+    their members and steps share one namespace."""
     seen: set[str] = set()
     errors = {}
+
+    def taken(name: str) -> list[str] | None:
+        duplicate = name in seen
+        seen.add(name)
+        return [f"Duplicate step name '{name}'."] if duplicate else None
+
     for index, step in enumerate(steps):
-        if step["name"] in seen:
-            errors[index] = {"name": [f"Duplicate step name '{step['name']}'."]}
-        seen.add(step["name"])
+        problem = taken(step["name"])
+        if problem:
+            errors[index] = {"name": problem}
+        members = {
+            number: {"name": problem}
+            for number, member in enumerate(step.get("parallel") or [])
+            if (problem := taken(member["name"]))
+        }
+        if members:
+            errors.setdefault(index, {})["parallel"] = members
     return errors
 
 
 def _template_errors(steps: list[dict]) -> dict[int, dict]:
     """{step index: errors} for placeholders that refer to unknown roots, unknown steps or
     steps that do not run before the call: an action may use the steps before it, a
-    compensation also its own step."""
-    names = [step["name"] for step in steps]
-    errors = {}
+    compensation also its own step. A group's member may use the steps before its group
+    (not its siblings: they run at the same time); the steps after it, every member."""
+    names = [step["name"] for step in steps_flat(steps)]
+    errors, before = {}, []
     for index, step in enumerate(steps):
-        step_errors = {}
-        for call_name, usable in (("action", names[:index]), ("compensation", names[: index + 1])):
-            call = step.get(call_name)
-            call_errors = _call_template_errors(call, usable, names) if call else {}
-            if call_errors:
-                step_errors[call_name] = call_errors
+        if "parallel" in step:
+            siblings = [member["name"] for member in step["parallel"]]
+            members = {
+                number: problems
+                for number, member in enumerate(step["parallel"])
+                if (problems := _member_template_errors(member, before, names, siblings))
+            }
+            if members:
+                errors[index] = {"parallel": members}
+            before = before + siblings
+            continue
+        step_errors = _step_template_errors(step, before, names, [])
         if step_errors:
             errors[index] = step_errors
+        before = before + [step["name"]]
     return errors
 
 
-def _call_template_errors(call: dict, usable: list[str], names: list[str]) -> dict:
+def _member_template_errors(member: dict, before, names, siblings: list[str]) -> dict:
+    others = [name for name in siblings if name != member["name"]]
+    return _step_template_errors(member, before, names, others)
+
+
+def _step_template_errors(step: dict, before: list[str], names: list[str], siblings) -> dict:
+    step_errors = {}
+    for call_name, usable in (("action", before), ("compensation", [*before, step["name"]])):
+        call = step.get(call_name)
+        call_errors = _call_template_errors(call, usable, names, siblings) if call else {}
+        if call_errors:
+            step_errors[call_name] = call_errors
+    return step_errors
+
+
+def _call_template_errors(
+    call: dict, usable: list[str], names: list[str], siblings: list[str] = ()
+) -> dict:
     errors = {}
     for field in ("url", "headers", "body"):
         messages = [
-            templates.reference_error(path, usable, names)
+            _sibling_error(path, siblings) or templates.reference_error(path, usable, names)
             for path in templates.placeholders(call[field])
         ]
         messages += _unterminated(call[field])
@@ -453,6 +544,16 @@ def _call_template_errors(call: dict, usable: list[str], names: list[str]) -> di
         if messages:
             errors[field] = messages
     return errors
+
+
+def _sibling_error(path: str, siblings: list[str]) -> str | None:
+    parts = path.split(".")
+    if len(parts) > 1 and parts[0] == "steps" and parts[1] in siblings:
+        return (
+            f"'${{{path}}}': step '{parts[1]}' is a member of the same parallel group"
+            " (members run at the same time)"
+        )
+    return None
 
 
 def _unterminated(value) -> list[str]:
@@ -466,7 +567,7 @@ def _unterminated(value) -> list[str]:
     return []
 
 
-@extend_schema_field(StepSerializer(many=True))
+@extend_schema_field(StepEntrySerializer(many=True))
 class NormalisedStepsField(serializers.JSONField):
     """The stored steps as they are; documented with the step format."""
 
@@ -563,6 +664,11 @@ class CallbackOutSerializer(serializers.Serializer):
 
 class StepStateSerializer(serializers.Serializer):
     name = serializers.CharField()
+    group = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="The parallel group the step is a member of; null for an ordinary step.",
+    )
     status = serializers.CharField(
         help_text="pending, running, waiting (for a callback), succeeded, failed, ..."
     )
@@ -582,8 +688,16 @@ class SagaErrorSerializer(serializers.Serializer):
 
 @functools.cache
 def step_state_fields() -> tuple[str, ...]:
-    """The keys of a step shown by the API (built once: a serializer's fields are not free)."""
-    return tuple(StepStateSerializer().fields)
+    """The keys of a step shown by the API (built once: a serializer's fields are not free);
+    `group` only on a group's members (_step_shown)."""
+    return tuple(name for name in StepStateSerializer().fields if name != "group")
+
+
+def _step_shown(step: dict, fields: tuple[str, ...]) -> dict:
+    shown = {name: step.get(name) for name in fields}
+    if step.get("group"):
+        shown["group"] = step["group"]
+    return shown
 
 
 class SagaSerializer(serializers.ModelSerializer):
@@ -622,7 +736,7 @@ class SagaSerializer(serializers.ModelSerializer):
     @extend_schema_field(StepStateSerializer(many=True))
     def get_steps(self, saga: SagaInstance) -> list[dict]:
         fields = step_state_fields()
-        return [{name: step.get(name) for name in fields} for step in saga.steps]
+        return [_step_shown(step, fields) for step in saga.steps]
 
     @extend_schema_field(SagaErrorSerializer(allow_null=True))
     def get_error(self, saga: SagaInstance):

@@ -24,6 +24,7 @@ from sagas.engine.transitions import (
     SagaState,
     cancel_apply,
     cancel_refusal,
+    group_span,
     history_event,
     pause_apply,
     state_of,
@@ -158,9 +159,12 @@ def saga_retry(*, saga_id, actor: Actor = SYSTEM, reason: str = "") -> SagaInsta
                 saga_status=saga.status,
             )
         now = timezone.now()
-        step = saga.steps[saga.current_step]
-        step["status"] = StepStatus.COMPENSATING
-        step["retry_base"] = step["compensation_attempts"]
+        # In a parallel group, every member whose compensation failed (§9.3).
+        for index in group_span(saga.steps, saga.current_step):
+            step = saga.steps[index]
+            if index == saga.current_step or step["status"] == StepStatus.COMPENSATION_FAILED:
+                step["status"] = StepStatus.COMPENSATING
+                step["retry_base"] = step["compensation_attempts"]
         saga.status = SagaStatus.COMPENSATING
         saga.finished_at = None
         saga.next_attempt_at = now

@@ -3,11 +3,18 @@ committed (fenced) before the next call starts, never a call inside a transactio
 
 Stops when the saga finishes, waits (a retry is scheduled in the database, the lease is
 released, no thread sleeps through a backoff), loses its lease, or the worker stops.
+
+A definition with parallel groups (DESIGN §9.3) runs in `_grouped_run`: the members'
+calls go out together on a small thread pool (bounded per process), while this thread —
+the saga's one writer — records every opening and outcome with its own fenced write.
 """
 
+import contextvars
 import logging
 import random
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,15 +39,24 @@ from sagas.engine.store import (
     transition_record,
 )
 from sagas.engine.transitions import (
+    Call,
+    SagaState,
     call_interrupted,
     call_settle,
     call_start,
+    calls_interrupted,
     decide,
+    in_group,
     interruption_settle,
 )
 from sagas.models import SagaDefinition
 
 logger = logging.getLogger("sagas.engine")
+# The HTTP calls of parallel groups' members, for every saga of the process: a group
+# waits for a thread rather than a process opening hundreds of connections at once.
+GROUP_CALL_THREADS = 16
+# How long the saga's thread waits for a member's call before looking again (a stop).
+GROUP_WAIT_SECONDS = 1.0
 
 
 class PlanCache:
@@ -87,7 +103,9 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
     lease, state = claimed.lease, claimed.state
     plan = runtime.plans.get(claimed.definition_id)
     if not state.steps:
-        state.steps = steps_initial([{"name": step.name} for step in plan.steps])
+        state.steps = steps_initial([{"name": s.name, "group": s.group} for s in plan.steps])
+    if any(step.group for step in plan.steps):
+        return _grouped_run(claimed, runtime, plan)
     before, closed = state.status, None
     interrupted = call_interrupted(state)
     if interrupted is not None:
@@ -224,3 +242,125 @@ def _ids(lease: Lease) -> dict:
         "definition": lease.definition,
         "request_id": lease.request_id,
     }
+
+
+# Parallel groups (DESIGN §9.3) ---------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _calls_pool() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603  (one per process, made on first use: after any fork)
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(GROUP_CALL_THREADS, thread_name_prefix="saga-call")
+        return _pool
+
+
+def _grouped_run(claimed: Claimed, runtime: Runtime, plan: SagaPlan) -> str | None:
+    """saga_run for a definition with groups: the same decisions, but several member
+    calls may be in flight. Only this thread writes; pool threads only make HTTP calls.
+    Each ended call is recorded by itself, or with the next opening."""
+    lease = claimed.lease
+    token = set_request_id(lease.request_id)
+    flights: dict[Future, tuple[Call, AttemptOpen]] = {}
+    try:
+        state, before = _interruptions_record(claimed, runtime, plan)
+        closed = None
+        while True:
+            decided, call = decide(state, plan, timezone.now())
+            try:
+                # Several calls in flight only for a group's members (an ordinary step's
+                # call is the only one).
+                startable = not flights or in_group(decided.steps, call.index) if call else False
+                if startable and not runtime.stopping() and not lease.lost:
+                    state, request, opened = _call_open(
+                        lease, before, decided, plan, call, closed, claimed, runtime
+                    )
+                    closed, before = None, state.status
+                    if isinstance(request, CallResult):  # never sent (template, URL)
+                        state = call_settle(state, plan, call, request, timezone.now(), _jitter())
+                        closed = AttemptClose(call, opened.step, request, opened)
+                    else:
+                        context = contextvars.copy_context()  # its log lines' request id
+                        flights[_calls_pool().submit(context.run, _send, request)] = (
+                            call,
+                            opened,
+                        )
+                    continue
+                if not flights:
+                    _hand_back(lease, before, decided, closed, call, runtime, plan)
+                    return decided.status
+                if closed is not None or decided != state:
+                    _record(lease, before, decided, closed, runtime, plan)
+                    state, closed, before = decided, None, decided.status
+            except ControlRequested as control:
+                _control_take(state, control)
+                continue
+            ended = _first_ended(flights, decided)
+            if ended is not None:
+                call, opened = flights.pop(ended)
+                state = call_settle(state, plan, call, ended.result(), timezone.now(), _jitter())
+                closed = AttemptClose(call, opened.step, ended.result(), opened)
+    except LeaseLost:
+        logger.info("lease lost, leaving the saga to its new holder", extra=_ids(lease))
+        return None
+    finally:
+        reset_request_id(token)
+
+
+def _first_ended(flights: dict, decided: SagaState) -> Future | None:
+    """One call that ended, waiting at most until a member is due again (None: none yet)."""
+    timeout = GROUP_WAIT_SECONDS
+    if decided.next_attempt_at is not None:
+        due = (decided.next_attempt_at - timezone.now()).total_seconds()
+        if due > 0:  # else stale: nothing is due (decide would have named its call)
+            timeout = min(timeout, due)
+    done, _ = wait(flights, timeout=timeout, return_when=FIRST_COMPLETED)
+    return next(iter(done), None)
+
+
+def _interruptions_record(claimed: Claimed, runtime: Runtime, plan: SagaPlan):
+    """Each call a lost worker left in flight (every member's, in a group) is recorded as
+    interrupted and will be sent again with its own key (or fails, past the budget)."""
+    state, before = claimed.state, claimed.state.status
+    for call in calls_interrupted(state):
+        name = plan.steps[call.index].name
+        opened = AttemptOpen.from_mark(call, name, state.steps[call.index].get("in_flight"))
+        state, result = interruption_settle(
+            state, plan, call, timezone.now(), _jitter(), settings.SAGA_MAX_INTERRUPTIONS
+        )
+        closed = AttemptClose(call, name, result, opened)
+        _record(claimed.lease, before, state, closed, runtime, plan)
+        before = state.status
+    return state, before
+
+
+def _record(lease, before, state, closed, runtime, plan) -> None:
+    """Persist `state` (and the ended call's attempt row), the lease kept; a cancel, pause
+    or callback found by the fence is taken into the state and the write made again
+    (decide acts on it next)."""
+    while True:
+        try:
+            transition_record(
+                lease=lease,
+                before=before,
+                state=state,
+                now=timezone.now(),
+                lease_seconds=runtime.lease_seconds,
+                closed=closed,
+                writer=runtime.writer,
+                plan=plan,
+            )
+            return
+        except ControlRequested as control:
+            _control_take(state, control)
+
+
+def _control_take(state: SagaState, control: ControlRequested) -> None:
+    state.cancel_requested = state.cancel_requested or control.cancel_requested
+    state.pause_request = state.pause_request or control.pause_request
+    if control.callback != state.callback_seen:
+        state.callback_seen = control.callback
+        state.callback = callback_parse(control.callback)

@@ -24,6 +24,8 @@ class StepPlan:
     # Seconds to wait for the callback after a 202 of an asynchronous action (its
     # `"async": {"timeout_seconds": N}`, DESIGN §9.4); None: an ordinary action.
     async_timeout: float | None = None
+    # The parallel group it is a member of (DESIGN §9.3); None: an ordinary step.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def plan_build(
 ) -> SagaPlan:
     return SagaPlan(
         definition=definition,
-        steps=tuple(_step(step, retry_attempts, retry_delay) for step in steps),
+        steps=tuple(_step(step, retry_attempts, retry_delay) for step in steps_flat(steps)),
         compensation_attempts=compensation_attempts,
         call_timeout=call_timeout,
         version=version,
@@ -73,6 +75,7 @@ def _step(step: dict, retry_attempts: int, retry_delay: float) -> StepPlan:
         policy=policy,
         on_failure=step.get("on_failure") or "compensate",
         async_timeout=_async_timeout(step["action"]),
+        group=step.get("group"),
     )
 
 
@@ -81,8 +84,24 @@ def _async_timeout(action: dict) -> float | None:
     return None if not options else float(options["timeout_seconds"])
 
 
+def steps_flat(steps: list[dict]) -> list[dict]:
+    """The engine's step list: a parallel group's members in its place, in definition
+    order, each with `"group": "<name>"` (a definition without groups: unchanged)."""
+    if not any("parallel" in step for step in steps):
+        return steps
+    flat = []
+    for step in steps:
+        members = step.get("parallel")
+        if members is None:
+            flat.append(step)
+        else:
+            flat.extend(dict(member, group=step["name"]) for member in members)
+    return flat
+
+
 def steps_initial(plan_steps: list[dict]) -> list[dict]:
-    """The `SagaInstance.steps` of a new saga (the shared state model)."""
+    """The `SagaInstance.steps` of a new saga (the shared state model); `plan_steps` are
+    flat (steps_flat): a member keeps its `group`."""
     return [
         {
             "name": step["name"],
@@ -93,5 +112,6 @@ def steps_initial(plan_steps: list[dict]) -> list[dict]:
             "status_code": None,
             "error": None,
         }
+        | ({"group": step["group"]} if step.get("group") else {})
         for step in plan_steps
     ]

@@ -19,6 +19,7 @@ from sagas.engine.callbacks import waiting_until
 from sagas.engine.transitions import (
     SagaState,
     certain_failures_mark,
+    group_span,
     needs_undo,
     step_rerun,
     step_run,
@@ -97,13 +98,19 @@ def _resume_target(state: SagaState, resume: Resume, stopped: int) -> int | None
             raise Invalid("skip and from_step cannot be combined.", field="skip")
         if stopped >= len(state.steps):
             raise Invalid("Nothing to skip: every step has succeeded.", field="skip")
+        _skipped(state, stopped)
         return None
     if resume.from_step is None:
         return None
     names = [step["name"] for step in state.steps]
-    if resume.from_step not in names:
+    groups = [step.get("group") for step in state.steps]
+    if resume.from_step not in names and resume.from_step not in groups:
         raise Invalid(f"No step named {resume.from_step!r} in this saga.", field="from_step")
-    index = names.index(resume.from_step)
+    found = names.index(resume.from_step) if resume.from_step in names else None
+    # A member or its group: the whole group runs again (§9.3), from its first member.
+    index = group_span(
+        state.steps, found if found is not None else groups.index(resume.from_step)
+    ).start
     if index > stopped:
         stopped_at = names[stopped] if stopped < len(names) else "the end"
         raise Invalid(
@@ -113,15 +120,34 @@ def _resume_target(state: SagaState, resume: Resume, stopped: int) -> int | None
     return index
 
 
+def _skipped(state: SagaState, stopped: int) -> int:
+    """The step a `skip` marks succeeded: the one the saga stopped at; in a group, its one
+    failed member (none or several: 400)."""
+    span = group_span(state.steps, stopped)
+    if len(span) == 1:
+        return stopped
+    failed = [i for i in span if state.steps[i]["status"] == StepStatus.FAILED]
+    if len(failed) != 1:
+        raise Invalid(
+            f"skip needs exactly one failed member of group {state.steps[stopped]['group']!r}"
+            f" ({len(failed)} failed).",
+            field="skip",
+        )
+    return failed[0]
+
+
 def _skip(state: SagaState, stopped: int, response: Any) -> None:
-    step = state.steps[stopped]
+    skipped = _skipped(state, stopped)
+    step = state.steps[skipped]
     step.update(status=StepStatus.SUCCEEDED, response=response, error=None, status_code=None)
     step.pop("reuse_key", None)
-    state.current_step = stopped + 1
+    span = group_span(state.steps, stopped)
+    done = all(state.steps[i]["status"] == StepStatus.SUCCEEDED for i in span)
+    state.current_step = span.stop if done else span.start
 
 
 def _rewind(state: SagaState, target: int, stopped: int) -> None:
-    last = min(stopped, len(state.steps) - 1)
+    last = group_span(state.steps, min(stopped, len(state.steps) - 1))[-1]
     certain_failures_mark(state.steps[target : last + 1])
     if any(needs_undo(step) for step in state.steps[target : last + 1]):
         # Undo first (transitions._next_compensation walks back to `rewind_step`).
@@ -139,13 +165,15 @@ def _continue(state: SagaState, stopped: int, resume: Resume) -> None:
     retries goes on with its run, unless the input changed under it."""
     if stopped >= len(state.steps):
         return
-    step = state.steps[stopped]
-    if step["status"] == StepStatus.FAILED or (
-        step["status"] == StepStatus.RUNNING and resume.patched
-    ):
-        fresh = step_rerun(step, keep_uncertain=True)
-        if resume.plain and step.get("uncertain") and step.get("fingerprint"):
-            # The same request again reuses the uncertain attempt's key (§9.2).
-            run = step.get("key_run") or step_run(step)
-            fresh["reuse_key"] = {"run": run, "fingerprint": step["fingerprint"]}
-        state.steps[stopped] = fresh
+    # In a group, each failed member runs again (§9.3).
+    for index in group_span(state.steps, stopped):
+        step = state.steps[index]
+        if step["status"] == StepStatus.FAILED or (
+            step["status"] == StepStatus.RUNNING and resume.patched
+        ):
+            fresh = step_rerun(step, keep_uncertain=True)
+            if resume.plain and step.get("uncertain") and step.get("fingerprint"):
+                # The same request again reuses the uncertain attempt's key (§9.2).
+                run = step.get("key_run") or step_run(step)
+                fresh["reuse_key"] = {"run": run, "fingerprint": step["fingerprint"]}
+            state.steps[index] = fresh

@@ -5,6 +5,7 @@
     call_settle(state, plan, call, result, now, rand) -> state  what the outcome means
     interruption_settle(state, plan, call, now, rand, limit) -> (state, result)  a dead caller
     (in decide) a callback applied, an async step waiting, or its async timeout (§9.4)
+    (in decide) a parallel group's members: which to call next, its failure, its undo (§9.3)
     cancel_refusal(status, cancel_requested) -> reason | None   may a cancel be accepted
     pause_apply(state, now, request) / cancel_apply(state, now)   operator changes (repair.py)
 
@@ -152,7 +153,10 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
     acting = state.phase == Phase.ACTION and (
         state.cancel_requested or state.pause_request or applies
     )
-    if state.next_attempt_at is not None and state.next_attempt_at > now and not acting:
+    # A group's members keep their own due times (`due_at`): decided below.
+    grouped = in_group(state.steps, state.current_step)
+    later = state.next_attempt_at is not None and state.next_attempt_at > now
+    if later and not acting and not grouped:
         return state, None
     if state.cancel_requested:
         cancel_apply(state, now)
@@ -164,16 +168,19 @@ def decide(state: SagaState, plan: SagaPlan, now: datetime) -> tuple[SagaState, 
             return state, call
         # A rewind ended: the saga runs forward again from `from_step`.
     if state.pause_request is not None:
-        pause_apply(state, now, state.pause_request)
+        # No new call starts; paused once no member's call is in flight (§9.3).
+        if not _in_flight(state, group_span(state.steps, state.current_step)):
+            pause_apply(state, now, state.pause_request)
         return state, None
-    if _waits(state, plan, now):
+    if not grouped and _waits(state, plan, now):
         return state, None
     if state.status in AT_REST:  # the async timeout paused it (on_failure pause)
         return state, None
     if state.phase == Phase.COMPENSATION:  # the async timeout began compensation
         return state, _next_compensation(state, plan, now)
     call = _next_action(state, plan, now)
-    if call is not None or state.status in AT_REST:
+    # Still acting with no call: a group's members are in flight or wait for their time.
+    if call is not None or state.status in AT_REST or state.phase == Phase.ACTION:
         return state, call
     return state, _next_compensation(state, plan, now)
 
@@ -218,6 +225,8 @@ def _next_action(state: SagaState, plan: SagaPlan, now: datetime) -> Call | None
     if index >= len(plan.steps):
         _finish(state, SagaStatus.COMPLETED, None, now)
         return None
+    if in_group(state.steps, index):
+        return _group_next(state, plan, index, now)
     return Call(Phase.ACTION, index, state.steps[index]["attempts"] + 1)
 
 
@@ -227,6 +236,15 @@ def _next_compensation(state: SagaState, plan: SagaPlan, now: datetime) -> Call 
     floor = state.rewind_step or 0
     index = state.current_step
     while index >= floor:
+        if in_group(state.steps, index):
+            span = group_span(state.steps, index)
+            call, done = _group_undo(state, plan, span, now)
+            if not done:
+                if state.status not in AT_REST:  # failed: it stays at the failed member
+                    state.current_step = span.start
+                return call
+            index = span.start - 1
+            continue
         step = state.steps[index]
         if needs_undo(step):
             if plan.steps[index].compensation is not None:
@@ -284,6 +302,8 @@ def step_rerun(step: dict, *, keep_uncertain: bool) -> dict:
         "error": None,
         "run": step_run(step) + 1 if started else step_run(step),
     }
+    if step.get("group"):
+        fresh["group"] = step["group"]
     if keep_uncertain and step.get("uncertain"):
         fresh["uncertain"] = True  # an earlier run may have taken effect
     return fresh
@@ -306,6 +326,7 @@ def call_start(
     `fingerprint`: of the request about to be sent (calls.py), None when none is."""
     state = state.copy()
     step = state.steps[call.index]
+    step.pop("due_at", None)  # a group member's retry time: this is that retry
     if call.phase == Phase.ACTION:
         step["key_run"] = key_run(step, fingerprint)
         step.pop("reuse_key", None)
@@ -332,6 +353,26 @@ def call_interrupted(state: SagaState) -> Call | None:
     if state.phase == Phase.ACTION:
         return Call(Phase.ACTION, state.current_step, step["attempts"])
     return Call(Phase.COMPENSATION, state.current_step, step["compensation_attempts"])
+
+
+def calls_interrupted(state: SagaState) -> list[Call]:
+    """Every call a lost worker left in flight: the one of call_interrupted, or each of a
+    parallel group's members' (their `in_flight` marks say which phase each was in)."""
+    if state.status in TERMINAL_STATUSES or not in_group(state.steps, state.current_step):
+        call = call_interrupted(state)
+        return [] if call is None else [call]
+    calls = []
+    for index in group_span(state.steps, state.current_step):
+        step = state.steps[index]
+        mark = step.get("in_flight")
+        if not mark:
+            continue
+        phase = mark.get("phase", state.phase) if isinstance(mark, dict) else state.phase
+        if phase == Phase.ACTION:
+            calls.append(Call(Phase.ACTION, index, step["attempts"]))
+        else:
+            calls.append(Call(Phase.COMPENSATION, index, step["compensation_attempts"]))
+    return calls
 
 
 def interruption_settle(
@@ -382,6 +423,9 @@ def call_settle(
 
 def _action_settle(state, plan, call, result, now, rand) -> None:
     step = state.steps[call.index]
+    if step.get("group") and (state.phase != Phase.ACTION or state.status in AT_REST):
+        _member_late_settle(state, call, result, now)
+        return
     step["status_code"] = result.status_code
     timeout = plan.steps[call.index].async_timeout
     if result.outcome == Outcome.SUCCEEDED and result.status_code == 202 and timeout is not None:
@@ -389,7 +433,7 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
         return
     if result.outcome == Outcome.SUCCEEDED:
         step.update(status=StepStatus.SUCCEEDED, response=result.response, error=None)
-        state.current_step = call.index + 1
+        state.current_step = _after_success(state, call.index)
         state.record("step_succeeded", now, step["name"], **_call_details(call, step, result))
         return
     step["error"] = result.error
@@ -402,7 +446,10 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
         # The deadline takes effect on time even when a retry would come later.
         if state.deadline_at is not None:
             due = min(due, state.deadline_at)
-        state.next_attempt_at = due
+        if step.get("group"):
+            step["due_at"] = due.isoformat()  # its own schedule; the group decides (§9.3)
+        else:
+            state.next_attempt_at = due
         return
     _action_fail(state, plan, call.index, result.error, now, _call_details(call, step, result))
 
@@ -410,6 +457,9 @@ def _action_settle(state, plan, call, result, now, rand) -> None:
 def _action_fail(state, plan, index: int, error: str | None, now, details: dict) -> None:
     """The step's action failed for good: pause (on_failure pause) or compensate."""
     step = state.steps[index]
+    if step.get("group"):
+        _member_fail(state, plan, index, error, now, details)
+        return
     state.record("step_failed", now, step["name"], **details)
     cause = _error(ErrorCode.STEP_FAILED, step["name"], error)
     # A pause asked for while the step ran wins too: nothing is undone before the operator
@@ -420,6 +470,155 @@ def _action_fail(state, plan, index: int, error: str | None, now, details: dict)
         _pause(state, now, cause, _pause_event(now, step["name"], request))
         return
     _compensation_begin(state, cause, now)
+
+
+# Parallel groups (§9.3) ---------------------------------------------------------------
+# The members are consecutive steps with the same `group`; while the saga is at a group,
+# `current_step` is its first member. Each member keeps its own retry time (`due_at`),
+# and the saga is due at the earliest of them when none of its calls is in flight.
+
+
+def in_group(steps: list[dict], index: int) -> bool:
+    return 0 <= index < len(steps) and bool(steps[index].get("group"))
+
+
+def group_span(steps: list[dict], index: int) -> range:
+    """The indices of the group the step at `index` is a member of; for an ordinary step
+    (or an index past the end), that index alone."""
+    if not in_group(steps, index):
+        return range(index, index + 1)
+    group = steps[index]["group"]
+    start, end = index, index + 1
+    while start > 0 and steps[start - 1].get("group") == group:
+        start -= 1
+    while end < len(steps) and steps[end].get("group") == group:
+        end += 1
+    return range(start, end)
+
+
+def _in_flight(state: SagaState, span: range) -> bool:
+    return any(state.steps[i].get("in_flight") for i in span if 0 <= i < len(state.steps))
+
+
+def _due_at(step: dict) -> datetime | None:
+    due = step.get("due_at")
+    return None if due is None else datetime.fromisoformat(due)
+
+
+def _after_success(state: SagaState, index: int) -> int:
+    """The current step after the step at `index` succeeded: the next one; for a member,
+    the step after its group once every member has succeeded, else still the group."""
+    if not in_group(state.steps, index):
+        return index + 1
+    span = group_span(state.steps, index)
+    if all(state.steps[i]["status"] == StepStatus.SUCCEEDED for i in span):
+        return span.stop
+    return span.start
+
+
+def _group_next(state: SagaState, plan: SagaPlan, index: int, now: datetime) -> Call | None:
+    """The next member call to start: every member not in flight whose time has come, one
+    at a time (the executor starts each and asks again). None: wait — for the calls in
+    flight, or until `next_attempt_at`, the earliest member's retry or async timeout. A
+    member that failed for good stops the group once no call is in flight."""
+    span = group_span(state.steps, index)
+    failed = next((i for i in span if state.steps[i]["status"] == StepStatus.FAILED), None)
+    if failed is not None:
+        if not _in_flight(state, span):
+            _group_fail(state, plan, failed, now)
+        return None
+    dues = []
+    for i in span:
+        step = state.steps[i]
+        if step.get("in_flight") or step["status"] == StepStatus.SUCCEEDED:
+            continue
+        due = waiting_until(step) if step["status"] == StepStatus.WAITING else _due_at(step)
+        if due is not None and due > now:
+            dues.append(due)
+            continue
+        if step["status"] == StepStatus.WAITING:
+            _async_timeout(state, plan, i, now)
+            return _group_next(state, plan, index, now) if state.phase == Phase.ACTION else None
+        return Call(Phase.ACTION, i, step["attempts"] + 1)
+    if all(state.steps[i]["status"] == StepStatus.SUCCEEDED for i in span):
+        state.current_step = span.stop  # e.g. a resume skipped the last one
+        return _next_action(state, plan, now)
+    if state.deadline_at is not None:
+        dues.append(state.deadline_at)
+    state.next_attempt_at = min(dues) if dues else None
+    return None
+
+
+def _member_fail(state, plan, index: int, error: str | None, now, details: dict) -> None:
+    """A member failed for good: its siblings make no further attempts; once none of their
+    calls is in flight the group fails (_group_fail)."""
+    step = state.steps[index]
+    state.record("step_failed", now, step["name"], **details)
+    step.pop("due_at", None)
+    step.update(status=StepStatus.FAILED, error=error)  # `uncertain` says if it may have
+    if not _in_flight(state, group_span(state.steps, index)):
+        _group_fail(state, plan, index, now)
+
+
+def _group_fail(state: SagaState, plan: SagaPlan, index: int, now: datetime) -> None:
+    """The group failed (its first failed member's error): pause (that member's
+    on_failure, or a pause asked for meanwhile) or compensate."""
+    step = state.steps[index]
+    cause = _error(ErrorCode.STEP_FAILED, step["name"], step["error"])
+    request = state.pause_request
+    if plan.steps[index].on_failure == OnFailure.PAUSE or request is not None:
+        _pause(state, now, cause, _pause_event(now, step["name"], request))
+        return
+    _compensation_begin(state, cause, now)
+
+
+def _member_late_settle(state: SagaState, call: Call, result: CallResult, now) -> None:
+    """A member's call that ended after the group stopped (a cancel, the deadline): its
+    outcome is recorded, no retry; the walk back compensates it if it took effect."""
+    step = state.steps[call.index]
+    step["status_code"] = result.status_code
+    details = _call_details(call, step, result)
+    if result.outcome == Outcome.SUCCEEDED and result.status_code != 202:
+        step.update(status=StepStatus.SUCCEEDED, response=result.response, error=None)
+        state.record("step_succeeded", now, step["name"], **details)
+        return
+    accepted = result.outcome == Outcome.SUCCEEDED  # a 202: it may take effect later
+    error = "accepted (202) after the saga stopped" if accepted else result.error
+    step["uncertain"] = step.get("uncertain", False) or result.uncertain or accepted
+    step.update(status=StepStatus.FAILED, error=error)
+    state.record("step_failed", now, step["name"], **details)
+
+
+def _group_undo(state: SagaState, plan: SagaPlan, span: range, now: datetime):
+    """(call, done) for undoing a group: its members that succeeded or may have are
+    compensated concurrently (one call returned at a time); done once every one is and no
+    call of theirs is in flight. A member whose compensation failed for good fails the
+    saga once its siblings' calls in flight are recorded."""
+    busy = _in_flight(state, span)
+    failed = next(
+        (i for i in span if state.steps[i]["status"] == StepStatus.COMPENSATION_FAILED), None
+    )
+    if failed is not None:
+        if not busy:
+            _compensation_fail(state, failed, now)
+        return None, False
+    dues = []
+    for i in span:
+        step = state.steps[i]
+        if step.get("in_flight") or not needs_undo(step):
+            continue
+        if plan.steps[i].compensation is None:
+            step["status"] = StepStatus.COMPENSATED  # nothing to undo
+            continue
+        due = _due_at(step)
+        if due is not None and due > now:
+            dues.append(due)
+            continue
+        return Call(Phase.COMPENSATION, i, step["compensation_attempts"] + 1), False
+    if busy or dues:
+        state.next_attempt_at = min(dues) if dues else None
+        return None, False
+    return None, True
 
 
 # Asynchronous steps (§9.4) ------------------------------------------------------------
@@ -470,7 +669,7 @@ def _callback_apply(state, plan, index: int, record: dict, now) -> None:
     state.next_attempt_at = now
     if succeeded:
         step.update(status=StepStatus.SUCCEEDED, response=record["response"], error=None)
-        state.current_step = index + 1
+        state.current_step = _after_success(state, index)
         state.record("step_succeeded", now, step["name"], **_async_details(step, "callback"))
         return
     error = f"callback: {record.get('error') or 'the participant reported a failure'}"
@@ -554,9 +753,11 @@ def _pause(state: SagaState, now: datetime, error: dict | None, event: dict) -> 
 
 def _compensation_settle(state, plan, call, result, now, rand) -> None:
     step = state.steps[call.index]
+    member = bool(step.get("group"))
     if result.outcome == Outcome.SUCCEEDED:
         step["status"] = StepStatus.COMPENSATED
-        state.current_step = call.index - 1
+        if not member:  # a group's walk goes on once every member is done
+            state.current_step = call.index - 1
         state.record("step_succeeded", now, step["name"], **_call_details(call, step, result))
         return
     used = step["compensation_attempts"] - step.get("retry_base", 0)
@@ -565,14 +766,29 @@ def _compensation_settle(state, plan, call, result, now, rand) -> None:
     made = result.status_code is not None or result.outcome == Outcome.RETRYABLE_ERROR
     if made and used < plan.compensation_attempts:
         delay = retry_delay(policy, used, retry_after=result.retry_after, rand=rand)
-        state.next_attempt_at = now + timedelta(seconds=delay)
+        if member:
+            step["due_at"] = (now + timedelta(seconds=delay)).isoformat()
+        else:
+            state.next_attempt_at = now + timedelta(seconds=delay)
         return
     # Out of attempts, or a call that cannot be made (bad template or URL): stop the walk.
     state.record("step_failed", now, step["name"], **_call_details(call, step, result))
     step["status"] = StepStatus.COMPENSATION_FAILED
     step["error"] = result.error
+    if member:
+        # The saga fails once its siblings' calls in flight are recorded (_group_undo).
+        if not _in_flight(state, group_span(state.steps, call.index)):
+            _compensation_fail(state, call.index, now)
+        return
+    _compensation_fail(state, call.index, now)
+
+
+def _compensation_fail(state: SagaState, index: int, now: datetime) -> None:
+    """A compensation failed for good: the saga is `failed` (retry resumes at `index`)."""
+    step = state.steps[index]
+    state.current_step = index
     state.status = SagaStatus.FAILED
-    state.error = _error(ErrorCode.COMPENSATION_FAILED, step["name"], result.error)
+    state.error = _error(ErrorCode.COMPENSATION_FAILED, step["name"], step["error"])
     state.finished_at = now
     state.next_attempt_at = None
     state.record("finished", now, status=str(state.status), error=state.error["code"])
@@ -588,6 +804,7 @@ def _compensation_begin(state: SagaState, cause: dict, now: datetime) -> None:
             step["status"] = StepStatus.SKIPPED
         elif step["status"] == StepStatus.WAITING:
             step["uncertain"] = True  # accepted, its outcome unknown: undone as uncertain
+        step.pop("due_at", None)  # a group member's retry is not made (§9.3)
     certain_failures_mark(state.steps)
     state.current_step = min(state.current_step, len(state.steps) - 1)
     state.next_attempt_at = now

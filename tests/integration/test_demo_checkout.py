@@ -120,3 +120,35 @@ def test_the_readme_repair_pauses_on_the_address_and_completes_once_patched(
         ("ship_order", 1, 422),
         ("ship_order", 2, 201),
     ]
+
+
+@pytest.fixture
+def parallel_definition(demo_port):
+    body = example("parallel_checkout.json", demo_port)
+    return definition_create(
+        body["steps"], name=body["name"], timeout_seconds=body["timeout_seconds"]
+    )
+
+
+def test_the_parallel_checkout_reserves_and_authorises_at_once_then_ships(
+    parallel_definition, worker
+):
+    done = drive(worker, saga_create(parallel_definition, ORDER))
+
+    assert done.status == "completed"
+    assert [(s["name"], s.get("group")) for s in done.steps] == [
+        ("reserve_inventory", "prepare"),
+        ("authorise_payment", "prepare"),
+        ("ship_order", None),
+    ]
+    assert done.steps[2]["response"]["shipment_id"]
+
+
+def test_the_parallel_checkout_with_a_declined_card_releases_the_reservation(
+    parallel_definition, worker
+):
+    done = drive(worker, saga_create(parallel_definition, {**ORDER, "card": "declined"}))
+
+    assert done.status == "compensated"
+    assert done.error["step"] == "authorise_payment"
+    assert statuses(done) == ["compensated", "failed", "skipped"]

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
+from sagas.engine.plan import steps_flat
 from sagas.engine.store import dialect
 from sagas.engine.store.outbox import OUTBOX, outbox_insert, outbox_rows
 from sagas.engine.transitions import history_event
@@ -48,9 +49,16 @@ WITH definition AS (
     INSERT INTO {SAGA} ({INSERTED})
     SELECT %(id)s::uuid, id, name, version, %(status)s, %(input)s::jsonb,
         (SELECT coalesce(jsonb_agg(
-                    jsonb_set(%(step)s::jsonb, '{{name}}', step -> 'name') ORDER BY n),
+                    CASE WHEN step -> 'parallel' IS NULL
+                        THEN jsonb_set(%(step)s::jsonb, '{{name}}', step -> 'name')
+                        ELSE jsonb_set(%(step)s::jsonb, '{{name}}', member -> 'name')
+                            || jsonb_build_object('group', step -> 'name')
+                    END ORDER BY n, m),
                 '[]'::jsonb)
-            FROM jsonb_array_elements(definition.steps) WITH ORDINALITY AS each(step, n)),
+            FROM jsonb_array_elements(definition.steps) WITH ORDINALITY AS each(step, n)
+            -- A parallel group's members in its place (DESIGN §9.3), else the step.
+            CROSS JOIN LATERAL jsonb_array_elements(coalesce(step -> 'parallel', '[null]'))
+                WITH ORDINALITY AS part(member, m)),
         0, %(phase)s, false, %(now)s::timestamptz, '',
         %(key)s, %(fingerprint)s, %(request_id)s, %(traceparent)s, %(tracestate)s,
         %(now)s::timestamptz,
@@ -127,7 +135,10 @@ def _sqlite_insert(params: dict) -> list:
     if definition is None:
         return []
     step = json.loads(params["step"])
-    steps = [step | {"name": each["name"]} for each in definition.steps]
+    steps = [
+        step | {"name": each["name"]} | ({"group": each["group"]} if "group" in each else {})
+        for each in steps_flat(definition.steps)
+    ]
     now = params["now"]
     deadline = now + timedelta(seconds=definition.timeout_seconds)
     values = {
