@@ -90,10 +90,28 @@ def check_nothing_lost(sagas: list[SagaFacts]) -> list[str]:
 
 def check_all_terminal(sagas: list[SagaFacts]) -> list[str]:
     return [
-        f"{s.id}: still {s.status} at the end"
+        f"{s.id}: still {s.status} at the end; {_where_it_stands(s)}"
         for s in sagas
         if s.detail and s.status not in TERMINAL
     ]
+
+
+def _where_it_stands(saga: SagaFacts) -> str:
+    """Enough to tell a slow saga from a stuck one once the soak's database is gone."""
+    steps = ", ".join(
+        f"{step['name']} {step['status']} {step['attempts']}+{step['compensation_attempts']}"
+        for step in saga.detail.get("steps") or []
+    )
+    last = saga.logs[-1] if saga.logs else None
+    call = (
+        "no call"
+        if last is None
+        else (
+            f"last call {last['step']} {last['phase']} #{last['attempt']} {last['outcome']}"
+            f" at {last['started_at']}"
+        )
+    )
+    return f"steps: {steps}; {call}; cancel {saga.cancel}"
 
 
 def check_same_key_same_saga(starts: dict[str, list[str]]) -> list[str]:

@@ -146,3 +146,22 @@ def test_an_accepted_cancel_ends_cancelled_and_acts_at_once():
     assert check_cancel_acts_promptly(facts, timeout=1.0, lease=3.0)
     waited[3].started = 1003.0
     assert check_cancel_acts_promptly(facts, timeout=1.0, lease=3.0) == []
+
+
+def test_an_unfinished_saga_says_where_it_stands():
+    from bench.soak_checks import SagaFacts, check_all_terminal
+
+    detail = {
+        "status": "running",
+        "steps": [
+            {"name": "a", "status": "succeeded", "attempts": 1, "compensation_attempts": 0},
+            {"name": "b", "status": "running", "attempts": 2, "compensation_attempts": 0},
+        ],
+    }
+    log = {"step": "b", "phase": "action", "attempt": 2, "outcome": "retryable_error"}
+    log["started_at"] = "2026-12-06T11:44:00Z"
+    saga = SagaFacts(id="s-1", detail=detail, logs=[log], steps=[("a", True), ("b", True)])
+    assert check_all_terminal([saga]) == [
+        "s-1: still running at the end; steps: a succeeded 1+0, b running 2+0;"
+        " last call b action #2 retryable_error at 2026-12-06T11:44:00Z; cancel None"
+    ]
