@@ -2,7 +2,7 @@
 (callbacks.py), and the transitions of a waiting step — 202, callback, async timeout,
 cancel, deadline, pause and resume. No database, no clock."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -19,19 +19,18 @@ from sagas.engine.callbacks import (
     token_matches,
 )
 from sagas.engine.outcomes import CallResult
-from sagas.engine.plan import plan_build, steps_initial
+from sagas.engine.plan import plan_build
 from sagas.engine.repair import Resume, resume_apply
 from sagas.engine.transitions import (
     Call,
-    SagaState,
     call_settle,
     call_start,
     cancel_apply,
     decide,
     pause_apply,
 )
+from tests.unit.test_transitions import NOW, new_state
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ACCEPTED = CallResult("succeeded", 202, {"accepted": True})
 OK = CallResult("succeeded", 200, {"id": 1})
 SECRET = "s3cret"
@@ -188,23 +187,6 @@ def plan(on_failure=None, timeout=60.0):
         compensation_attempts=2,
         call_timeout=30,
     )
-
-
-def new_state(p, **changes):
-    state = SagaState(
-        status="pending",
-        phase="action",
-        current_step=0,
-        steps=steps_initial([{"name": s.name} for s in p.steps]),
-        error=None,
-        cause=None,
-        cancel_requested=False,
-        deadline_at=NOW + timedelta(minutes=5),
-        next_attempt_at=None,
-    )
-    for key, value in changes.items():
-        setattr(state, key, value)
-    return state
 
 
 def step_once(state, p, result, now=NOW):

@@ -19,17 +19,34 @@ RECORD = (
 )
 
 
+def recordset_insert(
+    table: str,
+    target: str,
+    source: str,
+    param: str,
+    record: str,
+    columns: tuple[str, ...],
+    constants: dict[str, str] | None = None,
+) -> str:
+    """PostgreSQL: INSERT into `table` one row per element of the JSON list parameter
+    `param` (typed by `record`), in its order, for the saga `target` of `source` (e.g.
+    "saga.id" and "FROM saga" inside a transition's CTE, or a parameter and ""). Columns
+    of `constants` get the same SQL value on every row."""
+    constants = constants or {}
+    names = ", ".join(columns)
+    values = ", ".join([*(f"r.{c}" for c in columns), *constants.values()])
+    return (
+        f"INSERT INTO {table} (saga_id, {names}{''.join(', ' + c for c in constants)})"
+        f" SELECT {target}, {values} {source}{', ' if source else ' FROM '}"
+        f"ROWS FROM (jsonb_to_recordset(%({param})s::jsonb) AS ({record}))"
+        f" WITH ORDINALITY AS r({names}, n) ORDER BY r.n"
+    )
+
+
 def history_sql(saga_id: str, source: str) -> str:
     """PostgreSQL: INSERT the events of the `events` parameter (a JSON list, in order) for
     the saga `saga_id` of `source` (e.g. "saga.id" and "FROM saga")."""
-    columns = ", ".join(COLUMNS)
-    return (
-        f"INSERT INTO {HISTORY} (saga_id, {columns})"
-        f" SELECT {saga_id}, {', '.join('e.' + c for c in COLUMNS)} {source}"
-        f"{', ' if source else ' FROM '}"
-        f"ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS ({RECORD}))"
-        f" WITH ORDINALITY AS e({columns}, n) ORDER BY e.n"
-    )
+    return recordset_insert(HISTORY, saga_id, source, "events", RECORD, COLUMNS)
 
 
 def history_params(events: list[dict]) -> dict:

@@ -28,6 +28,7 @@ from datetime import datetime
 from django.core.serializers.json import DjangoJSONEncoder
 
 from sagas.engine.store import dialect
+from sagas.engine.store.history import recordset_insert
 from sagas.engine.webhooks import Notify, SagaFacts, webhook_events
 from sagas.models import WebhookEvent, WebhookStatus
 
@@ -67,16 +68,13 @@ def outbox_rows(events: list[dict], saga: SagaFacts, notify: Notify | None) -> l
 def outbox_sql(saga_id: str, source: str) -> str:
     """PostgreSQL: INSERT the rows of the `webhooks` parameter (a JSON list, in order) for
     the saga `saga_id` of `source` (as history.history_sql)."""
-    columns = ", ".join(COLUMNS)
-    return (
-        f"INSERT INTO {OUTBOX} (saga_id, {columns}, status, attempts, next_attempt_at,"
-        " created_at)"
-        f" SELECT {saga_id}, {', '.join('w.' + c for c in COLUMNS)}, 'pending', 0,"
-        f" statement_timestamp(), statement_timestamp() {source}"
-        f"{', ' if source else ' FROM '}"
-        f"ROWS FROM (jsonb_to_recordset(%(webhooks)s::jsonb) AS ({RECORD}))"
-        f" WITH ORDINALITY AS w({columns}, n) ORDER BY w.n"
-    )
+    constants = {
+        "status": "'pending'",
+        "attempts": "0",
+        "next_attempt_at": "statement_timestamp()",
+        "created_at": "statement_timestamp()",
+    }
+    return recordset_insert(OUTBOX, saga_id, source, "webhooks", RECORD, COLUMNS, constants)
 
 
 def outbox_params(rows: list[dict]) -> dict:
