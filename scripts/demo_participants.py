@@ -16,9 +16,18 @@ The warehouse (examples/warehouse_checkout.json) is asynchronous: it answers 202
 calls back after about a second — POST to the X-Saga-Callback-Url it was sent, with its
 X-Saga-Callback-Token — with `succeeded` and the pick, or `failed` when the input says
 `"stock": "none"`.
+
+The webhook receiver (examples/full_checkout.json's `notify`) checks each event's
+X-Saga-Signature with SAGA_WEBHOOK_SECRET (`make run` passes its own), prints it, and keeps
+the last ones: `GET /webhooks` lists them, newest last. A signature that does not verify is
+answered 401, so the orchestrator tries again later.
 """
 
 import argparse
+import collections
+import functools
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -35,6 +44,9 @@ _replies: dict[str, tuple[int, dict]] = {}
 _lock = threading.Lock()
 CALLBACK_DELAY_SECONDS = 1.0
 CALLBACK_TRIES = 5
+# The last webhook events received, oldest first (GET /webhooks).
+_webhooks: collections.deque = collections.deque(maxlen=50)
+_webhooks_lock = threading.Lock()
 
 
 def inventory_reserve(body: dict) -> tuple[int, dict]:
@@ -97,6 +109,39 @@ def _call_back(url: str, token: str, outcome: dict) -> None:
         time.sleep(2**attempt)
 
 
+# The README's receiver (section "Webhooks"), as printed there: tests/unit checks it is.
+def verify(secret: str, signature: str, body: bytes, tolerance: int = 300) -> bool:
+    """`signature`: the X-Saga-Signature header; `body`: the raw request body."""
+    parts = dict(item.partition("=")[::2] for item in signature.split(","))
+    stamp = parts.get("t", "")
+    expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+    fresh = stamp.isdigit() and abs(time.time() - int(stamp)) <= tolerance
+    return fresh and hmac.compare_digest(expected.hexdigest(), parts.get("v1", ""))
+
+
+def webhook_receive(raw: bytes, headers) -> tuple[int, dict]:
+    """A lifecycle event: kept and printed when its signature verifies, else 401."""
+    secret = os.environ.get("SAGA_WEBHOOK_SECRET", "").strip()
+    signed = bool(secret) and verify(secret, headers.get("X-Saga-Signature") or "", raw)
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        event = {}
+    event = event if isinstance(event, dict) else {}
+    check = "signature ok" if signed else "signature NOT verified: refused"
+    print(f"demo: webhook {event.get('type')} {event.get('saga_id')} ({check})", flush=True)
+    if not signed:
+        return 401, {"error": "X-Saga-Signature does not verify with SAGA_WEBHOOK_SECRET"}
+    with _webhooks_lock:
+        _webhooks.append(event)
+    return 200, {"received": event.get("id")}
+
+
+def webhook_list(body: dict) -> tuple[int, list]:
+    with _webhooks_lock:
+        return 200, list(_webhooks)
+
+
 def undone(what: str):
     # Compensations succeed even for something that never happened (an uncertain step).
     return lambda body: (200, {"undone": what, "request": body})
@@ -111,12 +156,16 @@ ROUTES = {
     ("POST", "/shipping/shipments/cancel"): undone("shipment"),
     ("POST", "/warehouse/picks"): warehouse_pick,
     ("POST", "/warehouse/picks/cancel"): undone("pick"),
+    ("POST", "/webhooks"): webhook_receive,
+    ("GET", "/webhooks"): webhook_list,
     ("GET", "/health"): lambda body: (200, {"status": "ok"}),
 }
 
 
-# Handlers that read the request headers (the callback URL and token).
+# Handlers that read the request headers (the callback URL and token); the webhook
+# receiver reads the raw body as well (the signature covers its bytes).
 NEEDS_HEADERS = {warehouse_pick}
+NEEDS_RAW = {webhook_receive}
 
 
 def route(method: str, path: str):
@@ -128,14 +177,23 @@ def route(method: str, path: str):
     return None
 
 
+def dispatch(handler, body: dict, raw: bytes, headers) -> tuple[int, object]:
+    if handler in NEEDS_RAW:
+        return handler(raw, headers)
+    if handler in NEEDS_HEADERS:
+        return handler(body, headers)
+    return handler(body)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             body = {}
         handler = route(self.command, self.path.split("?")[0])
@@ -144,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
             status, reply = 404, {"error": f"no route {self.command} {self.path}"}
         else:
             body = body if isinstance(body, dict) else {}
-            status, reply = self._once(key, handler, body, self.headers)
+            status, reply = self._once(key, handler, body, raw, self.headers)
         payload = json.dumps(reply).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -153,10 +211,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         print(f"demo: {self.command} {self.path} → {status}  (Idempotency-Key {key})", flush=True)
 
-    def _once(self, key, handler, body, headers):
-        call = (
-            (lambda: handler(body, headers)) if handler in NEEDS_HEADERS else lambda: handler(body)
-        )
+    def _once(self, key, handler, body, raw, headers):
+        call = functools.partial(dispatch, handler, body, raw, headers)
         if not key:
             return call()
         with _lock:

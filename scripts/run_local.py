@@ -2,8 +2,8 @@
 
 Starts as child processes the API (Gunicorn with gunicorn.conf.py), one saga worker
 (`manage.py run_saga_worker`) and the demo participants of the example checkout saga
-(scripts/demo_participants.py on :8009; DEMO_PARTICIPANTS=0 leaves them out), and stops
-them all on Ctrl-C or when one of them exits.
+(scripts/demo_participants.py on :8009, with its webhook receiver; DEMO_PARTICIPANTS=0
+leaves them out), and stops them all on Ctrl-C or when one of them exits.
 """
 
 import os
@@ -16,8 +16,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # The development keys are public (README): by default only this machine may use them.
-# GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008.
-EMBEDDED_DEFAULTS = {"DEBUG": "True", "GUNICORN_WORKERS": "2", "GUNICORN_BIND": "127.0.0.1:8008"}
+# GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008. The
+# webhook secret is a development one too (public, like the keys): it lets
+# examples/full_checkout.json's `notify` load and the demo participants check signatures;
+# production has none by default (a definition with `notify` is refused until it is set).
+EMBEDDED_DEFAULTS = {
+    "DEBUG": "True",
+    "GUNICORN_WORKERS": "2",
+    "GUNICORN_BIND": "127.0.0.1:8008",
+    "SAGA_WEBHOOK_SECRET": "dev-webhook-secret",
+}
 
 
 def embedded_environment(environ: dict[str, str]) -> dict[str, str]:
