@@ -13,12 +13,16 @@ SECRET = "test-webhook-secret-0123456789"
 HOOK = "/hook"
 
 
-def readme_verify():
-    """The `verify` function of README.md's webhook section (its Python block that
-    defines it), executed as it is printed there."""
+def readme_verify_source() -> str:
+    """README.md's webhook section's Python block that defines `verify`, as printed."""
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
-    source = next(block for block in blocks if "def verify(" in block)
+    return next(block for block in blocks if "def verify(" in block)
+
+
+def readme_verify():
+    """The `verify` function of README.md's webhook section, executed as it is printed."""
+    source = readme_verify_source()
     assert len(source.strip().splitlines()) <= 10, "the README snippet is meant to be short"
     namespace: dict = {}
     exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 (our own README)

@@ -1,0 +1,67 @@
+"""`make run`'s webhooks: its development SAGA_WEBHOOK_SECRET is one the service accepts
+(the user's own wins), and the demo participants' receiver checks signatures with the
+README's `verify`, as printed there."""
+
+import importlib.util
+import json
+import time
+
+from django.test import override_settings
+
+from saga_orchestrator.secrets import webhook_secret_problem
+from sagas.engine.webhooks import signature_header
+from tests.webhooks import ROOT, readme_verify_source
+
+SECRET = "a-webhook-secret-for-the-demo"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_signs_with_a_development_secret_the_service_accepts():
+    secret = script("run_local").embedded_environment({})["SAGA_WEBHOOK_SECRET"]
+
+    with override_settings(SAGA_WEBHOOK_SECRET=secret):
+        assert webhook_secret_problem() is None
+
+
+def test_make_run_keeps_the_users_webhook_secret():
+    run_local = script("run_local")
+
+    assert (
+        run_local.embedded_environment({"SAGA_WEBHOOK_SECRET": SECRET})["SAGA_WEBHOOK_SECRET"]
+        == SECRET
+    )
+    assert (
+        run_local.embedded_environment({"SAGA_WEBHOOK_SECRET": " "})["SAGA_WEBHOOK_SECRET"]
+        == run_local.EMBEDDED_DEFAULTS["SAGA_WEBHOOK_SECRET"]
+    )
+
+
+def test_the_demo_receiver_verifies_with_the_readme_snippet_as_printed():
+    printed = readme_verify_source()
+    function = printed[printed.index("def verify(") :]
+
+    assert function in (ROOT / "scripts/demo_participants.py").read_text()
+
+
+def test_the_demo_receiver_keeps_a_signed_event_and_refuses_a_forged_one(monkeypatch, capsys):
+    demo = script("demo_participants")
+    monkeypatch.setenv("SAGA_WEBHOOK_SECRET", SECRET)
+    event = {"id": "e-1", "type": "saga.completed", "saga_id": "s-1"}
+    raw = json.dumps(event).encode()
+    signed = {"X-Saga-Signature": signature_header(SECRET, int(time.time()), raw)}
+    forged = {"X-Saga-Signature": signature_header("another-secret", int(time.time()), raw)}
+
+    assert demo.webhook_receive(raw, forged)[0] == 401
+    assert demo.webhook_receive(raw, signed) == (200, {"received": "e-1"})
+    assert demo.webhook_list({}) == (200, [event])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "demo: webhook saga.completed s-1 (signature NOT verified: refused)",
+        "demo: webhook saga.completed s-1 (signature ok)",
+    ]
