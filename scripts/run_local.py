@@ -30,7 +30,11 @@ EMBEDDED_DEFAULTS = {
 
 def embedded_environment(environ: dict[str, str]) -> dict[str, str]:
     """`environ` with the embedded default's values for what it does not set."""
-    return {**EMBEDDED_DEFAULTS, **{k: v for k, v in environ.items() if v.strip()}}
+    environment = {**EMBEDDED_DEFAULTS, **{k: v for k, v in environ.items() if v.strip()}}
+    # The demo warehouse calls back to the port this serves on, 8008 or GUNICORN_BIND's.
+    port = environment["GUNICORN_BIND"].split(",")[0].rsplit(":", 1)[-1]
+    environment.setdefault("SAGA_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    return environment
 
 
 def manage(*args: str) -> None:

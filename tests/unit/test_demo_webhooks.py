@@ -42,6 +42,16 @@ def test_make_run_keeps_the_users_webhook_secret():
     )
 
 
+def test_make_run_has_callbacks_come_back_to_the_port_it_serves_on():
+    run_local = script("run_local")
+
+    assert run_local.embedded_environment({})["SAGA_PUBLIC_URL"] == "http://127.0.0.1:8008"
+    bound = run_local.embedded_environment({"GUNICORN_BIND": "127.0.0.1:8010"})
+    assert bound["SAGA_PUBLIC_URL"] == "http://127.0.0.1:8010"
+    public = {"GUNICORN_BIND": "0.0.0.0:8010", "SAGA_PUBLIC_URL": "http://box:8010"}
+    assert run_local.embedded_environment(public)["SAGA_PUBLIC_URL"] == "http://box:8010"
+
+
 def test_the_demo_receiver_verifies_with_the_readme_snippet_as_printed():
     printed = readme_verify_source()
     function = printed[printed.index("def verify(") :]
