@@ -128,8 +128,10 @@ def webhook_receive(raw: bytes, headers) -> tuple[int, dict]:
     except ValueError:
         event = {}
     event = event if isinstance(event, dict) else {}
+    step = (event.get("data") or {}).get("step")
+    what = " ".join(str(part) for part in (event.get("type"), event.get("saga_id"), step) if part)
     check = "signature ok" if signed else "signature NOT verified: refused"
-    print(f"demo: webhook {event.get('type')} {event.get('saga_id')} ({check})", flush=True)
+    print(f"demo: webhook {what} ({check})", flush=True)
     if not signed:
         return 401, {"error": "X-Saga-Signature does not verify with SAGA_WEBHOOK_SECRET"}
     with _webhooks_lock:

@@ -62,7 +62,7 @@ def test_the_demo_receiver_verifies_with_the_readme_snippet_as_printed():
 def test_the_demo_receiver_keeps_a_signed_event_and_refuses_a_forged_one(monkeypatch, capsys):
     demo = script("demo_participants")
     monkeypatch.setenv("SAGA_WEBHOOK_SECRET", SECRET)
-    event = {"id": "e-1", "type": "saga.completed", "saga_id": "s-1"}
+    event = {"id": "e-1", "type": "step.succeeded", "saga_id": "s-1", "data": {"step": "pay"}}
     raw = json.dumps(event).encode()
     signed = {"X-Saga-Signature": signature_header(SECRET, int(time.time()), raw)}
     forged = {"X-Saga-Signature": signature_header("another-secret", int(time.time()), raw)}
@@ -72,6 +72,6 @@ def test_the_demo_receiver_keeps_a_signed_event_and_refuses_a_forged_one(monkeyp
     assert demo.webhook_list({}) == (200, [event])
     printed = capsys.readouterr().out.splitlines()
     assert printed == [
-        "demo: webhook saga.completed s-1 (signature NOT verified: refused)",
-        "demo: webhook saga.completed s-1 (signature ok)",
+        "demo: webhook step.succeeded s-1 pay (signature NOT verified: refused)",
+        "demo: webhook step.succeeded s-1 pay (signature ok)",
     ]
