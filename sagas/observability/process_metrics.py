@@ -145,9 +145,11 @@ def _cpu_ratios(seen: list[Seen], limits: dict) -> dict[str, float]:
     since this process's previous look (1 s to 10 min ago), else over a short sample."""
     now, seconds = time.monotonic(), _cpu_by_process(seen)
     with _previous_lock:
-        then, before = _previous.get("at", 0.0), _previous.get("cpu", {})
+        then, before = _previous.get("at"), _previous.get("cpu", {})
         _previous.update(at=now, cpu=seconds)
-    if not CPU_WINDOW_MIN_SECONDS <= now - then <= CPU_WINDOW_MAX_SECONDS:
+    # No look before (the monotonic clock starts at boot, so 0 would pass for one on a
+    # box up less than the window), or one too recent or too old: sample now.
+    if then is None or not CPU_WINDOW_MIN_SECONDS <= now - then <= CPU_WINDOW_MAX_SECONDS:
         time.sleep(CPU_SAMPLE_SECONDS)
         then, before = now, seconds
         now, seconds = time.monotonic(), _cpu_by_process(process_usages())
