@@ -519,7 +519,7 @@ class Profiler:
         targets += [("worker", pid) for pid in self.service.worker_pids()]
         for name, pid in targets:
             out = self.workdir / f"profile-{name}-{pid}.txt"
-            argv = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+            argv = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--gil"]
             argv += ["--threads", "--format", "raw", "--output", str(out)]
             argv += ["--duration", str(int(self.seconds))]
             process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
