@@ -34,11 +34,15 @@ def _setting(name: str) -> str:
 def webhook_secret_problem() -> str | None:
     """Why webhooks cannot be signed (DESIGN §9.5), naming SAGA_WEBHOOK_SECRET; None when
     the secret is set. Checked when a definition with `notify` is posted and before each
-    delivery (nothing is sent unsigned)."""
+    delivery (nothing is sent unsigned). The public development secret signs only with
+    DEBUG=True (make run), like the development keys."""
     value = settings.SAGA_WEBHOOK_SECRET
     if not value:
         return "SAGA_WEBHOOK_SECRET is empty: set it to sign webhooks"
-    if value in settings.PLACEHOLDER_SECRETS or value in settings.DEV_SECRETS.values():
+    public = set(settings.DEV_SECRETS.values())
+    if settings.DEBUG:
+        public.discard(settings.DEV_SECRETS["SAGA_WEBHOOK_SECRET"])
+    if value in settings.PLACEHOLDER_SECRETS or value in public:
         return "SAGA_WEBHOOK_SECRET is still a placeholder: set a real secret to sign webhooks"
     return None
 

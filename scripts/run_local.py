@@ -16,16 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # The development keys are public (README): by default only this machine may use them.
-# GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008. The
-# webhook secret is a development one too (public, like the keys): it lets
-# examples/full_checkout.json's `notify` load and the demo participants check signatures;
-# production has none by default (a definition with `notify` is refused until it is set).
-EMBEDDED_DEFAULTS = {
-    "DEBUG": "True",
-    "GUNICORN_WORKERS": "2",
-    "GUNICORN_BIND": "127.0.0.1:8008",
-    "SAGA_WEBHOOK_SECRET": "dev-webhook-secret",
-}
+# GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008.
+EMBEDDED_DEFAULTS = {"DEBUG": "True", "GUNICORN_WORKERS": "2", "GUNICORN_BIND": "127.0.0.1:8008"}
 
 
 def embedded_environment(environ: dict[str, str]) -> dict[str, str]:
@@ -62,6 +54,9 @@ def main() -> int:
     from django.conf import settings
 
     django.setup()
+    # The demo participants' webhook receiver checks signatures with the service's secret
+    # (DEBUG's development one unless set: settings.DEV_SECRETS).
+    os.environ["SAGA_WEBHOOK_SECRET"] = settings.SAGA_WEBHOOK_SECRET
     bind = os.environ["GUNICORN_BIND"]
     port = bind.rsplit(":", 1)[-1]
     print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)

@@ -71,6 +71,12 @@ def test_a_configured_key_never_reaches_a_line(monkeypatch):
     assert log_setup.REDACTED in json.loads(stream.getvalue())["message"]
 
 
+def test_the_webhook_secret_never_reaches_a_line(monkeypatch):
+    logger, stream = json_logger("sagas", monkeypatch, SAGA_WEBHOOK_SECRET="whsec-0123456789")
+    logger.error("signing with %s", "whsec-0123456789")
+    assert "whsec-0123456789" not in stream.getvalue()
+
+
 def test_level_comes_from_log_level():
     config = log_setup.logging_config("warning", "")
     assert config["root"]["level"] == "WARNING"
