@@ -2,8 +2,11 @@
 
     python bench/profile_summary.py /tmp/saga-bench-*/profile-worker-*.txt
 
-Prints, for the files given together, the share of samples under each project function
-(inclusive) and the functions that were on the CPU themselves (leaves), busiest first.
+Prints, for the files given together, the share of samples by layer (each sample counted
+once, for the innermost frame that belongs to a layer: what the time was spent doing), the
+share under each project function (inclusive) and the functions that were on the CPU
+themselves (leaves), busiest first. With `make bench`'s `--gil` sampling these are shares
+of on-CPU Python time.
 """
 
 import argparse
@@ -12,6 +15,33 @@ import re
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+# Layers by where a frame's file lives; the innermost frame that matches one names the
+# layer of a sample (a standard-library helper such as uuid or re counts for its caller).
+LAYERS = (
+    ("database driver and Django's db layer", ("psycopg2/", "django/db/")),
+    ("JSON encoding and parsing", ("json/",)),
+    ("logging", ("logging/", "pythonjsonlogger/", "saga_orchestrator/logging.py")),
+    (
+        "HTTP to participants",
+        ("http/client.py", "email/", "sagas/engine/connections.py", "sagas/engine/participants.py"),
+    ),
+    ("Redis client", ("redis/",)),
+    ("metrics", ("prometheus_client/", "sagas/observability/")),
+    ("threads, locks and queues", ("threading.py", "queue.py", "concurrent/")),
+    (
+        "Gunicorn, Django's request handling, DRF",
+        ("gunicorn/", "django/", "rest_framework/", "asgiref/"),
+    ),
+    ("project code (its own frames)", ("sagas/", "saga_orchestrator/")),
+)
+
+
+def layer_of(frames: list[tuple[str, str]]) -> str:
+    for _, file in reversed(frames):
+        for name, places in LAYERS:
+            if any(place in file for place in places):
+                return name
+    return "other"
 
 
 def frames_of(stack: str) -> list[tuple[str, str]]:
@@ -28,6 +58,7 @@ def frames_of(stack: str) -> list[tuple[str, str]]:
 def summarize(paths: list[Path], top: int, prefixes: tuple[str, ...]) -> str:
     inclusive: collections.Counter = collections.Counter()
     leaves: collections.Counter = collections.Counter()
+    layers: collections.Counter = collections.Counter()
     total = 0
     for path in paths:
         for line in path.read_text().splitlines():
@@ -37,6 +68,7 @@ def summarize(paths: list[Path], top: int, prefixes: tuple[str, ...]) -> str:
             samples = int(count)
             total += samples
             frames = frames_of(stack)
+            layers[layer_of(frames)] += samples
             seen = set()
             for func, file in frames:
                 name = f"{func} ({file})"
@@ -45,7 +77,9 @@ def summarize(paths: list[Path], top: int, prefixes: tuple[str, ...]) -> str:
                     inclusive[name] += samples
             func, file = frames[-1]
             leaves[f"{func} ({file})"] += samples
-    lines = [f"{total} samples in {len(paths)} files", "inclusive (project code):"]
+    lines = [f"{total} samples in {len(paths)} files", "by layer:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in layers.most_common()]
+    lines.append("inclusive (project code):")
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
     lines.append("on the CPU (leaves):")
     lines += [f"  {n / total:6.1%}  {name}" for name, n in leaves.most_common(top)]
