@@ -3,19 +3,11 @@ through Gunicorn and a worker process (what `make run` starts): a parallel group
 asynchronous warehouse pick that calls back about a second later, and every lifecycle event
 POSTed, signed, to the demo's webhook receiver, which lists what it verified."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import requests
-from django.conf import settings
 
-from sagas.models import SagaInstance
-from tests.e2e.workers import ROOT, WorkerProcess
-from tests.gunicorn_process import gunicorn_start
-from tests.support import free_port, wait_until
+from tests.e2e.demo_service import DemoService, demo_running, finished
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 SECRET = "a-webhook-secret-for-the-demo-test"
@@ -28,22 +20,15 @@ ORDER = {
 
 
 class Demo:
-    def __init__(self, api, port: int, output):
-        self.api, self.port, self.output = api, port, output
+    def __init__(self, service: DemoService):
+        self.service = service
 
     def start(self, saga_input: dict) -> str:
-        answer = requests.post(
-            self.api.base_url + "/api/sagas/",
-            json={"definition": "full_checkout", "input": saga_input},
-            headers={"X-API-Key": settings.SAGA_API_KEY},
-            timeout=30,
-        )
-        assert answer.status_code == 202, answer.text
-        return answer.json()["id"]
+        return self.service.start("full_checkout", saga_input)
 
     def webhooks(self, saga_id: str) -> list[dict]:
         """The events the receiver verified and kept (its GET, as a user would curl it)."""
-        answer = requests.get(f"http://127.0.0.1:{self.port}/webhooks", timeout=5)
+        answer = requests.get(f"http://127.0.0.1:{self.service.port}/webhooks", timeout=5)
         assert answer.status_code == 200, answer.text
         return [event for event in answer.json() if event["saga_id"] == saga_id]
 
@@ -55,54 +40,15 @@ class Demo:
         return wait_until(arrived, timeout=30, interval=0.1, what=f"{last_type} webhook")
 
     def printed(self) -> str:
-        return self.output.read_text(errors="replace")
-
-
-def _up(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
-    except requests.RequestException:
-        return False
+        return self.service.printed()
 
 
 @pytest.fixture
 def demo(tmp_path):
-    port = free_port()
-    output = tmp_path / "participants.out"
-    with output.open("wb") as sink:
-        participants = subprocess.Popen(
-            [sys.executable, "scripts/demo_participants.py", "--port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, "SAGA_WEBHOOK_SECRET": SECRET},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    api = gunicorn_start(tmp_path, workers=1, SAGA_WEBHOOK_SECRET=SECRET)
-    worker = WorkerProcess(
-        tmp_path, concurrency=2, SAGA_PUBLIC_URL=api.base_url, SAGA_WEBHOOK_SECRET=SECRET
-    )
-    try:
-        wait_until(lambda: _up(port), timeout=10)
-        text = (ROOT / "examples/full_checkout.json").read_text()
-        example = json.loads(text.replace("127.0.0.1:8009", f"127.0.0.1:{port}"))
-        answer = requests.post(
-            api.base_url + "/api/saga-definitions/",
-            json=example,
-            headers={"X-API-Key": settings.INTERNAL_API_KEY},
-            timeout=30,
-        )
-        assert answer.status_code == 201, answer.text
-        yield Demo(api, port, output)
-    finally:
-        worker.close()
-        api.stop()
-        participants.terminate()
-        participants.wait(timeout=10)
-
-
-def finished(saga_id: str) -> SagaInstance | None:
-    saga = SagaInstance.objects.get(id=saga_id)
-    return saga if saga.status in ("completed", "compensated") else None
+    with demo_running(
+        tmp_path, "full_checkout.json", worker_concurrency=2, SAGA_WEBHOOK_SECRET=SECRET
+    ) as service:
+        yield Demo(service)
 
 
 def test_the_group_the_callback_and_the_signed_webhooks_of_a_completed_checkout(demo):

@@ -2,18 +2,11 @@
 scripts/demo_participants.py, whose warehouse answers 202 and calls back about a second
 later, through Gunicorn and a worker process (what `make run` starts)."""
 
-import json
-import subprocess
-import sys
-
 import pytest
-import requests
-from django.conf import settings
 
 from sagas.models import SagaInstance
-from tests.e2e.workers import ROOT, WorkerProcess
-from tests.gunicorn_process import gunicorn_start
-from tests.support import free_port, wait_until
+from tests.e2e.demo_service import demo_running, finished
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 ORDER = {
@@ -24,56 +17,14 @@ ORDER = {
 }
 
 
-def _up(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture
 def demo(tmp_path):
-    port = free_port()
-    participants = subprocess.Popen(
-        [sys.executable, "scripts/demo_participants.py", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    api = gunicorn_start(tmp_path, workers=1)
-    worker = WorkerProcess(tmp_path, concurrency=1, SAGA_PUBLIC_URL=api.base_url)
-    try:
-        wait_until(lambda: _up(port), timeout=10)
-        text = (ROOT / "examples/warehouse_checkout.json").read_text()
-        example = json.loads(text.replace("127.0.0.1:8009", f"127.0.0.1:{port}"))
-        answer = requests.post(
-            api.base_url + "/api/saga-definitions/",
-            json=example,
-            headers={"X-API-Key": settings.INTERNAL_API_KEY},
-            timeout=30,
-        )
-        assert answer.status_code == 201, answer.text
-        yield api
-    finally:
-        worker.close()
-        api.stop()
-        participants.terminate()
-        participants.wait(timeout=10)
+    with demo_running(tmp_path, "warehouse_checkout.json") as service:
+        yield service
 
 
-def start(api, saga_input: dict) -> str:
-    answer = requests.post(
-        api.base_url + "/api/sagas/",
-        json={"definition": "warehouse_checkout", "input": saga_input},
-        headers={"X-API-Key": settings.SAGA_API_KEY},
-        timeout=30,
-    )
-    assert answer.status_code == 202, answer.text
-    return answer.json()["id"]
-
-
-def finished(saga_id: str) -> SagaInstance | None:
-    saga = SagaInstance.objects.get(id=saga_id)
-    return saga if saga.status in ("completed", "compensated") else None
+def start(demo, saga_input: dict) -> str:
+    return demo.start("warehouse_checkout", saga_input)
 
 
 def test_the_warehouse_waits_then_calls_back_and_the_saga_completes(demo):
