@@ -3,7 +3,7 @@ opened only to addresses its caller checked, each socket operation bounded by th
 deadline.
 
 - `PinnedConnection` is http.client's connection with its public `connect()` overridden:
-  it connects to the addresses `resolve(host, port)` returns (the SSRF check's: a DNS
+  it connects to the addresses `resolve(host, port, deadline)` returns (the SSRF check's: a DNS
   answer that changes in between cannot send it elsewhere) and wraps TLS itself. The host
   is always given with its port, so an IPv6 literal is never re-split on its colons.
 - `DeadlineSocket` hands http.client a socket whose every send and receive waits at most
@@ -29,8 +29,9 @@ MAX_PER_THREAD = 32
 # idle longer than this is more likely dead than useful.
 IDLE_SECONDS = 30.0
 
-# (host, port) -> getaddrinfo-style entries the caller has checked.
-Resolver = Callable[[str, int], list]
+# (host, port, deadline) -> getaddrinfo-style entries the caller has checked, looked up by
+# the deadline at the latest.
+Resolver = Callable[[str, int, float], list]
 
 
 class NotSent(Exception):
@@ -114,7 +115,7 @@ class PinnedConnection(http.client.HTTPConnection):
         self.sock = DeadlineSocket(sock, self.deadline)
 
     def _open(self) -> socket.socket:
-        sock = _connect_any(self.resolve(self.host, self.port), self._remaining)
+        sock = _connect_any(self.resolve(self.host, self.port, self.deadline), self._remaining)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:

@@ -24,6 +24,7 @@ import dataclasses
 import http.client
 import json
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -142,7 +143,7 @@ def participant_call(
     allowed = settings.SAGA_ALLOWED_HOSTS if allowed_hosts is None else allowed_hosts
     started = time.monotonic()
     for _hop in range(MAX_REDIRECTS + 1):
-        problem = url_call_problem(request.url, allowed)
+        problem = url_call_problem(request.url, allowed, started + request.timeout)
         if problem:
             return permanent_failure(f"URL {problem}")
         result, location = _call_once(request, max_bytes, started)
@@ -330,22 +331,30 @@ _resolved: dict[tuple[str, int], tuple[float, list]] = {}
 _verdicts: dict[tuple[str, tuple[str, ...]], tuple[float, str | None]] = {}
 
 
-def url_call_problem(url: str, allowed_hosts: list[str]) -> str | None:
+def url_call_problem(url: str, allowed_hosts: list[str], deadline: float = math.inf) -> str | None:
     """`hosts.resolved_url_problem` with its verdict kept RESOLVE_TTL_SECONDS (a dict
-    lookup on the hot path; names are resolved through the same short cache)."""
+    lookup on the hot path; names are resolved through the same short cache, each lookup
+    given up at `deadline`: the call then fails as not sent when it would connect)."""
     key = (url, tuple(allowed_hosts))
     now = time.monotonic()
     cached = _verdicts.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
-    problem = hosts.resolved_url_problem(url, allowed_hosts, resolve=_getaddrinfo_cached)
-    _bounded(_verdicts)[key] = (now + RESOLVE_TTL_SECONDS, problem)
+
+    def resolve(host: str, port: int, **_kwargs) -> list:
+        return _getaddrinfo_cached(host, port, deadline)
+
+    problem = hosts.resolved_url_problem(url, allowed_hosts, resolve=resolve)
+    if time.monotonic() < deadline:  # a lookup given up on proves nothing: not kept
+        _bounded(_verdicts)[key] = (now + RESOLVE_TTL_SECONDS, problem)
     return problem
 
 
-def _getaddrinfo_cached(host: str, port: int, *args, **kwargs) -> list:
+def _getaddrinfo_cached(host: str, port: int, deadline: float = math.inf) -> list:
     """getaddrinfo for TCP, answered without a lookup for IP literals and from a short
-    cache for names. A failed lookup raises (OSError) and is not cached."""
+    cache for names. A failed lookup raises (OSError) and is not cached; one still running
+    at `deadline` raises TimeoutError (the system resolver has no timeout of its own that
+    the call's could bound)."""
     literal = hosts.ip_literal(host)
     if literal is not None:
         family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
@@ -355,9 +364,33 @@ def _getaddrinfo_cached(host: str, port: int, *args, **kwargs) -> list:
     cached = _resolved.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
-    infos = _resolve(host, port, type=socket.SOCK_STREAM)
+    infos = _lookup(host, port, deadline)
     _bounded(_resolved)[key] = (now + RESOLVE_TTL_SECONDS, infos)
     return infos
+
+
+def _lookup(host: str, port: int, deadline: float) -> list:
+    """`_resolve` for TCP, waited for until `deadline` at most. The lookup runs in a daemon
+    thread of its own (rare: answers are cached), which a stuck resolver keeps only until
+    the system's own resolver timeout; it never holds up the process's exit."""
+    if deadline == math.inf:
+        return _resolve(host, port, type=socket.SOCK_STREAM)
+    answer: dict = {}
+
+    def run() -> None:
+        try:
+            answer["infos"] = _resolve(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the waiting caller
+            answer["error"] = exc
+
+    lookup = threading.Thread(target=run, name="saga-resolve", daemon=True)
+    lookup.start()
+    lookup.join(max(deadline - time.monotonic(), 0))
+    if lookup.is_alive():
+        raise TimeoutError(f"resolving {host} took longer than the call's timeout")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["infos"]
 
 
 def _bounded(cache: dict) -> dict:
@@ -366,11 +399,11 @@ def _bounded(cache: dict) -> dict:
     return cache
 
 
-def _checked_addresses(host: str, port: int) -> list:
+def _checked_addresses(host: str, port: int, deadline: float = math.inf) -> list:
     """The addresses a connection to `host` may use: those the check saw (the same short
     cache), so a DNS answer that changes between the check and the connection
     (rebinding) cannot reach a forbidden address."""
-    infos = _getaddrinfo_cached(hosts.normal_host(host), port)
+    infos = _getaddrinfo_cached(hosts.normal_host(host), port, deadline)
     for *_, sockaddr in infos:
         resolved = hosts.ip_literal(str(sockaddr[0]))
         if resolved is not None and hosts.forbidden_ip(resolved):

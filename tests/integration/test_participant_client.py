@@ -5,6 +5,7 @@ No database: these call `participant_call` directly."""
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,6 +72,27 @@ def test_a_name_that_does_not_resolve_is_certain(monkeypatch):
     result = call(f"http://nowhere.test:{free_port()}/pay")
     assert (result.outcome, result.uncertain) == ("retryable_error", False)
     assert result.error == "connection failed: [Errno -2] Name or service not known"
+
+
+def test_a_resolver_that_hangs_is_bounded_by_the_call_timeout_and_certain(monkeypatch):
+    answered = threading.Event()
+
+    def stuck_dns(host, port, *args, **kwargs):
+        answered.wait(10)  # the system resolver's own timeout, far past the call's
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(client, "_resolve", stuck_dns)  # stands in for DNS
+    monkeypatch.setattr(client, "_resolved", {})
+    monkeypatch.setattr(client, "_verdicts", {})
+    started = time.monotonic()
+    result = call(f"http://stuck.test:{free_port()}/pay", timeout=0.5)
+    took = time.monotonic() - started
+    answered.set()
+
+    assert took < 1.5
+    assert (result.outcome, result.uncertain) == ("retryable_error", False)
+    assert result.error.startswith("timed out after 0.5 s")
+    assert client._verdicts == {}  # a lookup given up on is no verdict to keep
 
 
 def test_a_tls_handshake_failure_is_certain(servers):
