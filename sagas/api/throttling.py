@@ -211,6 +211,9 @@ def window_hit(*, bucket: str, limit: int, window: float) -> Window | None:
         return _local.hit(bucket=bucket, limit=limit, window=window)
     breaker = redis_breaker()
     if breaker.open():
+        # Another user of Redis saw it fail: this request passes uncounted all the same,
+        # and the operator is told so (once per interval), whoever failed first.
+        _warnings.failed(breaker.last_error or redis.ConnectionError("Redis unreachable"))
         return None
     try:
         count, ttl_ms = _count_script(client)(

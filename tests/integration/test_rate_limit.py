@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from django.test import Client, override_settings
 from django.urls import get_resolver
 
@@ -246,6 +247,24 @@ def test_redis_down_requests_pass_with_one_warning_per_interval(monkeypatch, no_
             assert {r.status_code for r in more} == {200}
             assert len(warnings_of(records)) == 2
     assert "Redis unreachable" in warnings_of(records)[0].getMessage()
+
+
+def test_a_breaker_another_user_opened_still_warns_that_requests_pass_uncounted(
+    monkeypatch, no_recent_warning
+):
+    monkeypatch.setattr(redis_client_module, "RETRY_SECONDS", 30.0)
+    with throwaway_redis() as (_, port):
+        with security_settings(limit=5, REDIS_HOST="127.0.0.1", REDIS_PORT=port, REDIS_DB=0) as s:
+            breaker = redis_client_module.redis_breaker()
+            breaker.failed(redis.ConnectionError("refused"))  # the figures' flusher, say
+            try:
+                with captured_logs() as (_, records):
+                    codes = [get("/api/limited/", key=s.client_key).status_code for _ in range(3)]
+            finally:
+                breaker.succeeded()
+    assert set(codes) == {200}
+    assert len(warnings_of(records)) == 1
+    assert warnings_of(records)[0].error == "ConnectionError"
 
 
 def test_redis_down_skips_redis_for_a_moment_then_recovers(monkeypatch, no_recent_warning):
