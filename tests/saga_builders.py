@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db import connections
 from django.utils import timezone
 
+from sagas.engine import control
 from sagas.engine.plan import steps_flat, steps_initial
 from sagas.models import TERMINAL_STATUSES, SagaAttempt, SagaDefinition, SagaInstance
 from tests.participants import Reply
@@ -19,6 +20,9 @@ FAST_RETRY = {
     "backoff_multiplier": 1,
     "max_delay_seconds": 0,
 }
+
+# An internal-role operator, as the API names the one acting on a saga.
+OPERATOR = control.Actor("internal", "0a1b2c3d")
 
 
 def call(url: str, *, method: str = "POST", body=None, headers=None, timeout=None) -> dict:

@@ -19,6 +19,7 @@ from sagas.engine.callbacks import callback_token
 from sagas.models import SagaInstance
 from tests.participants import Held, Reply
 from tests.saga_builders import (
+    OPERATOR,
     attempts,
     call,
     definition_create,
@@ -31,8 +32,6 @@ from tests.saga_builders import (
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-OPERATOR = control.Actor("internal", "0a1b2c3d")
 
 
 def warehouse(participants, *, timeout_seconds=60, pick=None, on_failure=None):

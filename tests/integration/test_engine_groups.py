@@ -12,13 +12,21 @@ from rest_framework.test import APIClient
 from sagas.engine import control
 from sagas.services import saga_start
 from tests.participants import Held, Reply
-from tests.saga_builders import attempts, call, definition_create, drive, in_thread, saga_get, step
+from tests.saga_builders import (
+    OPERATOR,
+    attempts,
+    call,
+    definition_create,
+    drive,
+    in_thread,
+    saga_get,
+    step,
+)
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
 
 MEMBERS = ("stock", "card", "points")
-OPERATOR = control.Actor("internal", "0a1b2c3d")
 
 
 def grouped(participants, replies: dict | None = None, *, member_timeout=None, retry=None):

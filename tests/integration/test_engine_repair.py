@@ -14,6 +14,7 @@ from sagas.engine import control
 from sagas.errors import Conflict, Invalid
 from tests.participants import Held, Reply
 from tests.saga_builders import (
+    OPERATOR,
     attempts,
     call,
     definition_create,
@@ -26,8 +27,6 @@ from tests.saga_builders import (
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-OPERATOR = control.Actor("internal", "0a1b2c3d")
 
 
 def paused_on(worker, saga, *, timeout: float = 10.0):

@@ -44,22 +44,6 @@ from sagas.models import SagaAttempt, SagaInstance
 
 SAGA = SagaInstance._meta.db_table
 ATTEMPT = SagaAttempt._meta.db_table
-STATE_COLUMNS = (
-    "status",
-    "phase",
-    "current_step",
-    "steps",
-    "error",
-    "cause",
-    "started_at",
-    "finished_at",
-    "updated_at",
-    "lease_token",
-    "lease_owner",
-    "next_attempt_at",
-    "paused_at",
-    "rewind_step",
-)
 ATTEMPT_COLUMNS = (
     "step",
     "step_index",
