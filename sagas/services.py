@@ -15,6 +15,7 @@ from saga_orchestrator.request_context import current_request_id
 from sagas import selectors
 from sagas.engine import store
 from sagas.engine.control import SYSTEM, Actor
+from sagas.engine.plan import steps_initial
 from sagas.engine.store.outbox import outbox_redeliver
 from sagas.engine.trace_context import TraceContext, trace_new
 from sagas.errors import Conflict
@@ -25,7 +26,6 @@ from sagas.models import (
     SagaDefinition,
     SagaInstance,
     SagaStatus,
-    StepStatus,
     WebhookEvent,
 )
 from sagas.observability.metrics import record_saga_started
@@ -153,7 +153,9 @@ def _saga_insert(
         "id": uuid.uuid4(),
         "status": SagaStatus.PENDING.value,
         "input": json.dumps(saga_input),
-        "step": json.dumps(_initial_step("")),
+        # Every step's initial state, named by the statement (a parallel group's members
+        # get their `group` there too).
+        "step": json.dumps(steps_initial([{"name": ""}])[0]),
         "phase": Phase.ACTION.value,
         "now": timezone.now(),
         "key": key or None,
@@ -185,18 +187,6 @@ def _definition_for_start(name: str, version: int | None) -> SagaDefinition:
     if version is not None and selectors.definition_get(name=name) is not None:
         raise ValidationError({"version": [f"Definition '{name}' has no version {version}."]})
     raise ValidationError({"definition": [f"Unknown saga definition '{name}'."]})
-
-
-def _initial_step(name: str) -> dict:
-    return {
-        "name": name,
-        "status": StepStatus.PENDING.value,
-        "attempts": 0,
-        "compensation_attempts": 0,
-        "response": None,
-        "status_code": None,
-        "error": None,
-    }
 
 
 def _log_started(saga: SagaInstance, trace: TraceContext) -> None:

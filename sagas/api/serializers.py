@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from saga_orchestrator.secrets import webhook_secret_problem
 from sagas.engine import hosts, templates
+from sagas.engine.callbacks import OUTCOMES
 from sagas.engine.headers import (
     header_name_problem,
     header_reserved_problem,
@@ -635,7 +636,7 @@ class CallbackSerializer(StrictSerializer):
     """A participant's callback for an asynchronous step (DESIGN §9.4)."""
 
     outcome = serializers.ChoiceField(
-        choices=["succeeded", "failed"],
+        choices=list(OUTCOMES),
         help_text="succeeded: the step succeeded; failed: a permanent failure of the step.",
     )
     response = JsonValueField(
@@ -919,6 +920,7 @@ HISTORY_EVENTS = (
     "started",
     "step_succeeded",
     "step_failed",
+    "step_waiting",  # an asynchronous step's 202 (issue 11; not in DESIGN §9.2's list)
     "paused",
     "resumed",
     "cancel_requested",

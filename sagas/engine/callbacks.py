@@ -22,6 +22,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from sagas.jsonutil import canonical_json
 from sagas.models import SagaStatus, StepStatus
 
 OUTCOMES = ("succeeded", "failed")
@@ -62,7 +63,7 @@ def callback_record(
 
 def callback_text(record: dict) -> str:
     """The column's text: canonical, so the same record always compares equal."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(record)
 
 
 def callback_parse(text: str | None) -> dict | None:

@@ -139,12 +139,8 @@ def saga_run(claimed: Claimed, runtime: Runtime) -> str | None:
                     lease, before, decided, plan, call, closed, claimed, runtime
                 )
             except ControlRequested as control:
-                # A cancel or pause arrived: nothing was written; decide again with it.
-                state.cancel_requested = state.cancel_requested or control.cancel_requested
-                state.pause_request = state.pause_request or control.pause_request
-                if control.callback != state.callback_seen:
-                    state.callback_seen = control.callback
-                    state.callback = callback_parse(control.callback)
+                # A cancel, pause or callback arrived: nothing was written; decide again.
+                _control_take(state, control)
                 continue
             before = state.status
             result = request if isinstance(request, CallResult) else _send(request)

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
-from sagas.engine.plan import steps_flat
+from sagas.engine.plan import steps_flat, steps_initial
 from sagas.engine.store import dialect
 from sagas.engine.store.outbox import OUTBOX, outbox_insert, outbox_rows
 from sagas.engine.transitions import history_event
@@ -134,11 +134,7 @@ def _sqlite_insert(params: dict) -> list:
     definition = definitions.order_by("-version").first()
     if definition is None:
         return []
-    step = json.loads(params["step"])
-    steps = [
-        step | {"name": each["name"]} | ({"group": each["group"]} if "group" in each else {})
-        for each in steps_flat(definition.steps)
-    ]
+    steps = steps_initial(steps_flat(definition.steps))
     now = params["now"]
     deadline = now + timedelta(seconds=definition.timeout_seconds)
     values = {
