@@ -67,7 +67,8 @@ PLACEHOLDER_SECRETS = {
     "your-internal-api-key",
     "your-webhook-secret",
 }
-# Used only with DEBUG=True (make run), printed at start-up so the README's curls work.
+# Used only with DEBUG=True (make run), printed at start-up so the README's curls work. The
+# webhook secret is never a default (DESIGN §9.5: unset refuses `notify`): make run sets it.
 DEV_SECRETS = {
     "SECRET_KEY": "dev-insecure-secret-key-do-not-use-in-production",
     "SAGA_API_KEY": "dev-saga-key",
@@ -316,7 +317,7 @@ if not SAGA_PUBLIC_URL.lower().startswith(("http://", "https://")):
 # Lifecycle webhooks (DESIGN §9.5): the signing key (a definition with `notify` is refused
 # while it is empty or a placeholder), the first retry delay (doubling up to an hour) and
 # the deliveries of one event in all before it is `dead`.
-SAGA_WEBHOOK_SECRET = env_secret("SAGA_WEBHOOK_SECRET")
+SAGA_WEBHOOK_SECRET = env_str("SAGA_WEBHOOK_SECRET")
 SAGA_WEBHOOK_RETRY_DELAY = env_float("SAGA_WEBHOOK_RETRY_DELAY", 5.0)
 SAGA_WEBHOOK_MAX_ATTEMPTS = env_int("SAGA_WEBHOOK_MAX_ATTEMPTS", 20, minimum=1)
 

@@ -17,16 +17,28 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # The development keys are public (README): by default only this machine may use them.
 # GUNICORN_BIND overrides; production (gunicorn.conf.py alone) binds 0.0.0.0:8008.
-EMBEDDED_DEFAULTS = {"DEBUG": "True", "GUNICORN_WORKERS": "2", "GUNICORN_BIND": "127.0.0.1:8008"}
+# The webhook secret is a public one too (settings.DEV_SECRETS, accepted with DEBUG only),
+# so that examples/full_checkout.json's `notify` loads and the demo participants can check
+# signatures with it.
+EMBEDDED_DEFAULTS = {
+    "DEBUG": "True",
+    "GUNICORN_WORKERS": "2",
+    "GUNICORN_BIND": "127.0.0.1:8008",
+    "SAGA_WEBHOOK_SECRET": "dev-webhook-secret",
+}
 
 
 def embedded_environment(environ: dict[str, str]) -> dict[str, str]:
     """`environ` with the embedded default's values for what it does not set."""
     environment = {**EMBEDDED_DEFAULTS, **{k: v for k, v in environ.items() if v.strip()}}
     # The demo warehouse calls back to the port this serves on, 8008 or GUNICORN_BIND's.
-    port = environment["GUNICORN_BIND"].split(",")[0].rsplit(":", 1)[-1]
-    environment.setdefault("SAGA_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    environment.setdefault("SAGA_PUBLIC_URL", f"http://127.0.0.1:{bound_port(environment)}")
     return environment
+
+
+def bound_port(environment: dict[str, str]) -> str:
+    """The port of GUNICORN_BIND (its first address when it lists several)."""
+    return environment["GUNICORN_BIND"].split(",")[0].rsplit(":", 1)[-1]
 
 
 def manage(*args: str) -> None:
@@ -54,11 +66,8 @@ def main() -> int:
     from django.conf import settings
 
     django.setup()
-    # The demo participants' webhook receiver checks signatures with the service's secret
-    # (DEBUG's development one unless set: settings.DEV_SECRETS).
-    os.environ["SAGA_WEBHOOK_SECRET"] = settings.SAGA_WEBHOOK_SECRET
     bind = os.environ["GUNICORN_BIND"]
-    port = bind.rsplit(":", 1)[-1]
+    port = bound_port(os.environ)
     print(f"Saga Orchestrator on http://127.0.0.1:{port}  (docs: /api/docs/)", flush=True)
     print(f"  console      http://127.0.0.1:{port}/console/ (sign in with a key)", flush=True)
     print(f"  listening on {bind} (GUNICORN_BIND)", flush=True)

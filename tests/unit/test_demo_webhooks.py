@@ -1,6 +1,6 @@
-"""`make run`'s webhooks: its development SAGA_WEBHOOK_SECRET signs only with DEBUG (like
-the development keys), and the demo participants' receiver checks signatures with the
-README's `verify`, as printed there."""
+"""`make run`'s webhooks: it sets a development SAGA_WEBHOOK_SECRET (the user's own wins),
+which signs only with DEBUG (like the development keys), and the demo participants'
+receiver checks signatures with the README's `verify`, as printed there."""
 
 import importlib.util
 import json
@@ -35,6 +35,18 @@ def test_the_development_webhook_secret_signs_only_with_debug():
         assert "placeholder" in webhook_secret_problem()
     with override_settings(SAGA_WEBHOOK_SECRET=SECRET, DEBUG=False):
         assert webhook_secret_problem() is None
+
+
+def test_make_run_sets_the_development_webhook_secret_unless_the_user_did():
+    run_local = script("run_local")
+    development = settings.DEV_SECRETS["SAGA_WEBHOOK_SECRET"]
+
+    assert run_local.embedded_environment({})["SAGA_WEBHOOK_SECRET"] == development
+    assert run_local.embedded_environment({"SAGA_WEBHOOK_SECRET": " "})["SAGA_WEBHOOK_SECRET"] == (
+        development
+    )
+    mine = run_local.embedded_environment({"SAGA_WEBHOOK_SECRET": SECRET})
+    assert mine["SAGA_WEBHOOK_SECRET"] == SECRET
 
 
 def test_make_run_has_callbacks_come_back_to_the_port_it_serves_on():
