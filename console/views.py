@@ -19,6 +19,8 @@ from health.checks import health_report
 from sagas import selectors
 from sagas.api.serializers import AttemptSerializer
 from sagas.engine.control import Actor
+from sagas.engine.repair import pause_refusal, resume_refusal
+from sagas.engine.transitions import cancel_refusal
 from sagas.errors import Conflict, Invalid
 from sagas.models import TERMINAL_STATUSES, SagaStatus
 
@@ -167,23 +169,18 @@ def _attempt_view(index: int, entry: dict) -> dict:
 def _actions_offered(request, saga) -> list[str]:
     """The actions the role may take that the saga's status allows (the service decides
     for good: a stale page's action gets the service's 409)."""
-    settled = not saga.cancel_requested
     fits = {
-        "cancel": saga.status in ("pending", "running", "paused") and settled,
-        "retry": saga.status == "failed",
-        "pause": saga.status in ("pending", "running") and settled and not saga.pause_request,
-        "resume": saga.status == "paused",
+        "cancel": cancel_refusal(saga.status, saga.cancel_requested) is None,
+        "retry": saga.status == SagaStatus.FAILED,
+        "pause": pause_refusal(saga.status, saga.cancel_requested, saga.pause_request) is None,
+        "resume": resume_refusal(saga.status) is None,
     }
     return [a for a in session.ACTIONS.get(session.role(request) or "", ()) if fits[a]]
 
 
-def _saga_or_none(saga_id):
-    return selectors.saga_get(saga_id=saga_id)
-
-
 @signed_in
 def saga_detail(request, saga_id):
-    saga = _saga_or_none(saga_id)
+    saga = selectors.saga_get(saga_id=saga_id)
     if saga is None:
         return error_page(request, 404, "No such saga", f"No saga has the id {saga_id}.")
     return render(request, "saga_detail.html", saga_context(request, saga))
@@ -194,7 +191,7 @@ def saga_detail(request, saga_id):
 def saga_action(request, saga_id, action: str):
     if not session.may(request, action):
         return error_page(request, 403, "Not allowed", f"Your key's role may not {action} sagas.")
-    saga = _saga_or_none(saga_id)
+    saga = selectors.saga_get(saga_id=saga_id)
     if saga is None:
         return error_page(request, 404, "No such saga", f"No saga has the id {saga_id}.")
     form = (ResumeForm if action == "resume" else ActionForm)(request.POST)

@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 
 from sagas.api.auth import HEADER
 from sagas.api.serializers import ErrorSerializer
+from sagas.engine.repair import resume_refusal
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -438,7 +439,7 @@ RESUME_EXAMPLES = [
         response_only=True,
         status_codes=["400"],
     ),
-    conflict_example("running", "Saga is running; only paused sagas can be resumed."),
+    conflict_example("running", resume_refusal("running")),
 ]
 
 REJECTED = "HTTP 422: address not deliverable: 'Main St' has no house number"

@@ -26,7 +26,14 @@ from sagas.engine.headers import (
 from sagas.engine.plan import steps_flat
 from sagas.engine.webhooks import EVENT_TYPES
 from sagas.jsonutil import MAX_VALUE_DEPTH, json_value_problem
-from sagas.models import SagaAttempt, SagaInstance, SagaStatus, WebhookEvent, WebhookStatus
+from sagas.models import (
+    OnFailure,
+    SagaAttempt,
+    SagaInstance,
+    SagaStatus,
+    WebhookEvent,
+    WebhookStatus,
+)
 
 NAME_RE = re.compile(r"\A[a-z0-9_-]{1,100}\Z")
 NAME_MESSAGE = "Use 1 to 100 characters from a-z, 0-9, '_' and '-'."
@@ -45,8 +52,6 @@ MAX_CALLBACK_ERROR = 2000
 DEFAULT_BACKOFF = 2.0
 DEFAULT_MAX_DELAY = 60.0
 # What an action that fails for good does (DESIGN §9.2): undo the saga, or wait for an operator.
-ON_FAILURE = ("compensate", "pause")
-DEFAULT_ON_FAILURE = "compensate"
 MAX_REASON = 500
 # Stands in for a placeholder when a templated URL is checked statically.
 DUMMY_SEGMENT = "x"
@@ -304,7 +309,7 @@ def retry_defaults() -> dict:
 
 
 def on_failure_field(help_text: str) -> serializers.ChoiceField:
-    return serializers.ChoiceField(choices=ON_FAILURE, required=False, help_text=help_text)
+    return serializers.ChoiceField(choices=OnFailure.values, required=False, help_text=help_text)
 
 
 class StepSerializer(StrictSerializer):
@@ -435,7 +440,7 @@ class DefinitionSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs: dict) -> dict:
-        on_failure = attrs.get("on_failure", DEFAULT_ON_FAILURE)
+        on_failure = attrs.get("on_failure", OnFailure.COMPENSATE)
         # The effective value on every step: the engine reads only the step's.
         steps = [_with_on_failure(entry, on_failure) for entry in attrs["steps"]]
         if len(steps_flat(steps)) > MAX_STEPS:
@@ -586,7 +591,7 @@ class DefinitionOutSerializer(serializers.Serializer):
     description = serializers.CharField()
     timeout_seconds = serializers.FloatField()
     on_failure = serializers.ChoiceField(
-        choices=ON_FAILURE, help_text="The definition's default; each step shows its own."
+        choices=OnFailure.values, help_text="The definition's default; each step shows its own."
     )
     steps = NormalisedStepsField(help_text="Normalised steps (every default filled in).")
     notify = NotifyOutField(

@@ -54,7 +54,9 @@ from sagas.api.serializers import (
 from sagas.api.throttling import ClientIpRateThrottle
 from sagas.engine import control
 from sagas.engine.callback_receive import step_callback
+from sagas.engine.repair import pause_refusal
 from sagas.engine.trace_context import trace_incoming
+from sagas.engine.transitions import cancel_refusal
 from sagas.models import SagaInstance
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -343,10 +345,7 @@ class SagaActionView(GenericAPIView):
         },
         examples=[
             *REASON_EXAMPLES,
-            conflict_example(
-                "completed",
-                "Saga is completed; only pending, running or paused sagas can be cancelled.",
-            ),
+            conflict_example("completed", cancel_refusal("completed", False)),
         ],
         tags=["sagas"],
     )
@@ -405,10 +404,7 @@ class SagaRetryView(SagaActionView):
         },
         examples=[
             *REASON_EXAMPLES,
-            conflict_example(
-                "compensating",
-                "Saga is compensating; only pending or running sagas can be paused.",
-            ),
+            conflict_example("compensating", pause_refusal("compensating", False, None)),
         ],
         tags=["sagas"],
     )
