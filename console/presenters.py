@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sagas.selectors import nearest_rank_p95
+
 # --- A saga in plain words ---------------------------------------------------------------
 
 STATUS_WORDS = {
@@ -294,15 +296,11 @@ def p95_per_minute(
         age = int((now - finished).total_seconds() // 60)
         if 0 <= age < minutes:
             buckets[minutes - 1 - age].append((finished - created).total_seconds() * 1000)
-    return [_p95(durations) for durations in buckets]
+    return [_rounded(nearest_rank_p95(durations)) for durations in buckets]
 
 
-def _p95(durations: list[float]) -> float | None:
-    if not durations:
-        return None
-    ordered = sorted(durations)
-    rank = max(1, -(-95 * len(ordered) // 100))  # ceil(0.95 n)
-    return round(ordered[rank - 1], 1)
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def chart_bars(values: list[float | None]) -> dict:

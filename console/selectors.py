@@ -1,14 +1,12 @@
-"""Reads the API has no counterpart for: the last hour's starts and finishes, minute by
-minute, for the status page's charts (the figures themselves are
-sagas.selectors.saga_stats()), and the list of a definition's versions."""
+"""Reads the API has no counterpart for: the last hour's starts, minute by minute, for the
+status page's charts (its finishes and figures are sagas.selectors.finished_since() and
+saga_stats()), and the list of a definition's versions."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import QuerySet
 
-from sagas.models import TERMINAL_STATUSES, SagaDefinition, SagaInstance
-
-HOUR = timedelta(hours=1)
+from sagas.models import SagaDefinition, SagaInstance
 
 
 def sagas_started_since(*, since: datetime) -> list[datetime]:
@@ -16,15 +14,6 @@ def sagas_started_since(*, since: datetime) -> list[datetime]:
     return list(
         SagaInstance.objects.filter(created_at__gte=since)
         .values_list("created_at", flat=True)
-        .iterator()
-    )
-
-
-def sagas_finished_since(*, since: datetime) -> list[tuple[datetime, datetime]]:
-    """(created_at, finished_at) of the sagas finished since `since` (the finished_at index)."""
-    return list(
-        SagaInstance.objects.filter(finished_at__gte=since, status__in=TERMINAL_STATUSES)
-        .values_list("created_at", "finished_at")
         .iterator()
     )
 

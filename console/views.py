@@ -256,11 +256,12 @@ def definition_detail(request, name: str):
 @signed_in
 def status_page(request):
     now = timezone.now()
-    since = now - console_selectors.HOUR
+    since = now - selectors.STATS_WINDOW
     started = presenters.minute_buckets(console_selectors.sagas_started_since(since=since), now=now)
-    spans = console_selectors.sagas_finished_since(since=since)
+    recent = selectors.finished_since(since)  # read once: the figures and the charts
+    spans = [(created, finished) for _, created, finished in recent]
     finished = presenters.minute_buckets([f for _, f in spans], now=now)
-    stats = selectors.saga_stats(now=now)
+    stats = selectors.saga_stats(now=now, recent=recent)
     context = {
         "stats": stats,
         "alerts": [presenters.alert_words(alert) for alert in stats["alerts"]],

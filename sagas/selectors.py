@@ -1,6 +1,5 @@
 """Reads of the REST API: definitions, saga lists and details, attempt logs, status figures."""
 
-import math
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Exists, OuterRef, QuerySet
@@ -151,7 +150,7 @@ def workers_alive(*, now: datetime | None = None) -> int:
     return heartbeat.workers_alive(now=now).count()
 
 
-def saga_stats(*, now: datetime | None = None) -> dict:
+def saga_stats(*, now: datetime | None = None, recent: list | None = None) -> dict:
     """Figures of GET /api/sagas/status/.
 
     `sagas` counts every saga by current status. Over the last hour, among sagas that
@@ -163,12 +162,14 @@ def saga_stats(*, now: datetime | None = None) -> dict:
     (sagas/observability/request_stats.py). `resources`: resident memory and CPU use of the
     service's processes against the memory and CPU limits, now
     (sagas/observability/process_metrics.py). `status` is "degraded" when an alert fires or
-    a dependency is down (Redis configured but unreachable, no live worker).
+    a dependency is down (Redis configured but unreachable, no live worker). `recent`:
+    finished_since(now - STATS_WINDOW) when the caller read it already.
     """
     now = now or timezone.now()
     totals = dict(SagaInstance.objects.values_list("status").annotate(n=Count("id")))
     counts = {status: totals.get(status, 0) for status in SagaStatus.values}
-    recent = _finished_since(now - STATS_WINDOW)
+    if recent is None:
+        recent = finished_since(now - STATS_WINDOW)
     api = request_figures(now=now.timestamp())
     alive = workers_alive(now=now)
     figures = {
@@ -188,8 +189,10 @@ def saga_stats(*, now: datetime | None = None) -> dict:
     return figures
 
 
-def _finished_since(since: datetime) -> list[tuple[str, datetime, datetime]]:
-    # Only three columns per saga of one hour: light enough, and portable (SQLite too).
+def finished_since(since: datetime) -> list[tuple[str, datetime, datetime]]:
+    """(status, created_at, finished_at) of the sagas finished since `since` (the
+    finished_at index). Only three columns per saga of one hour: light enough, and
+    portable (SQLite too)."""
     return list(
         SagaInstance.objects.filter(finished_at__gte=since, status__in=TERMINAL_STATUSES)
         .values_list("status", "created_at", "finished_at")
@@ -217,11 +220,16 @@ def _average_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
 
 def _p95_ms(recent: list[tuple[str, datetime, datetime]]) -> float | None:
     """Nearest-rank 95th percentile of created→finished."""
-    if not recent:
+    p95 = nearest_rank_p95([(f - c).total_seconds() * 1000 for _, c, f in recent])
+    return None if p95 is None else round(p95, 1)
+
+
+def nearest_rank_p95(values: list[float]) -> float | None:
+    """The nearest-rank 95th percentile of `values` (None when there are none)."""
+    if not values:
         return None
-    durations = sorted((finished - created).total_seconds() for _, created, finished in recent)
-    rank = math.ceil(0.95 * len(durations))
-    return round(durations[rank - 1] * 1000, 1)
+    ordered = sorted(values)
+    return ordered[-(-95 * len(ordered) // 100) - 1]  # the ceil(0.95 n)-th
 
 
 def saga_alerts(figures: dict) -> list[dict]:
