@@ -121,7 +121,7 @@ def saga_list(request):
         "older_query": urlencode({**query, "before": page.older}) if page.older else None,
         "newer_query": urlencode({**query, "after": page.newer}) if page.newer else None,
         "statuses": SagaStatus.values,
-        "definitions": [d.name for d in selectors.definition_list()],
+        "definitions": list(selectors.definition_list().values_list("name", flat=True)),
     }
     return render(request, "saga_list.html", context, status=400 if page.errors else 200)
 

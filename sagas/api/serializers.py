@@ -673,7 +673,7 @@ class StepStateSerializer(serializers.Serializer):
     group = serializers.CharField(
         required=False,
         allow_null=True,
-        help_text="The parallel group the step is a member of; null for an ordinary step.",
+        help_text="The parallel group the step is a member of; absent for an ordinary step.",
     )
     status = serializers.CharField(
         help_text="pending, running, waiting (for a callback), succeeded, failed, ..."

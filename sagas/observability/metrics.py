@@ -132,41 +132,30 @@ def record_participant_call(*, phase: str, outcome: str, duration_s: float) -> N
         logger.warning("metric not recorded", exc_info=True)
 
 
-def _operator_actions_zeroed() -> None:
-    """Every action's series from the start, at 0: Prometheus then sees the first action
-    as an increase (a series born at 1 has none), and the dashboard's panel has data.
-    Callbacks' outcomes likewise."""
-    for action in sorted(OPERATOR_ACTION_EVENTS):
-        _child(OPERATOR_ACTIONS, action)
-    for outcome in CALLBACK_OUTCOMES:
-        _child(CALLBACKS, outcome)
-
-
 def record_operator_action(action: str) -> None:
     """An accepted action: cancel, retry, pause, resume or skip (a resume with `skip`)."""
-    try:
-        _child(OPERATOR_ACTIONS, action).inc()
-    except Exception:
-        logger.warning("metric not recorded", exc_info=True)
+    _safely(lambda: _child(OPERATOR_ACTIONS, action).inc())
 
 
 def record_webhook_delivery(*, outcome: str) -> None:
     """One webhook delivery: outcome delivered|retry|dead."""
-    try:
-        _child(WEBHOOK_DELIVERIES, outcome).inc()
-    except Exception:
-        logger.warning("metric not recorded", exc_info=True)
+    _safely(lambda: _child(WEBHOOK_DELIVERIES, outcome).inc())
 
 
-def _webhook_outcomes_zeroed() -> None:
-    """Every outcome from the start, at 0 (as operator actions): the first `dead` is an
-    increase the SagaWebhooksDead alert sees."""
-    for outcome in WEBHOOK_OUTCOMES:
-        _child(WEBHOOK_DELIVERIES, outcome)
+def _series_zeroed() -> None:
+    """Every label's series from the start, at 0: Prometheus then sees the first event as
+    an increase (a series born at 1 has none; the SagaWebhooksDead alert needs the first
+    `dead`), and the dashboard's panels have data."""
+    for counter, labels in (
+        (OPERATOR_ACTIONS, sorted(OPERATOR_ACTION_EVENTS)),
+        (CALLBACKS, CALLBACK_OUTCOMES),
+        (WEBHOOK_DELIVERIES, WEBHOOK_OUTCOMES),
+    ):
+        for label in labels:
+            _child(counter, label)
 
 
-_operator_actions_zeroed()
-_webhook_outcomes_zeroed()
+_series_zeroed()
 
 
 def record_api_request(*, method: str, status: int, duration_s: float) -> None:
@@ -195,7 +184,7 @@ def saga_event_record(event: dict) -> None:
     elif kind == "webhook":
         record_webhook_delivery(outcome=event["outcome"])
     elif kind == "callback":
-        _safely(_child(CALLBACKS, event["outcome"]).inc)
+        _safely(lambda: _child(CALLBACKS, event["outcome"]).inc())
 
 
 def _safely(record) -> None:
