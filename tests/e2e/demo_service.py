@@ -56,19 +56,23 @@ def demo_running(
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    api = gunicorn_start(tmp_path, workers=1, **env)
-    worker = WorkerProcess(
-        tmp_path, concurrency=worker_concurrency, SAGA_PUBLIC_URL=api.base_url, **env
-    )
-    try:
+    # Each process is stopped even when a later one fails to start (no orphans).
+    with contextlib.ExitStack() as running:
+        running.callback(_stop, participants)
+        api = gunicorn_start(tmp_path, workers=1, **env)
+        running.callback(api.stop)
+        worker = WorkerProcess(
+            tmp_path, concurrency=worker_concurrency, SAGA_PUBLIC_URL=api.base_url, **env
+        )
+        running.callback(worker.close)
         wait_until(lambda: _up(port), timeout=10)
         _register(api, example, port)
         yield DemoService(api, port, output)
-    finally:
-        worker.close()
-        api.stop()
-        participants.terminate()
-        participants.wait(timeout=10)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=10)
 
 
 def finished(saga_id: str) -> SagaInstance | None:
